@@ -1,0 +1,37 @@
+"""Settings: the only reader of the environment (CALLRATE_*)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Service configuration; every field can be set as CALLRATE_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="CALLRATE_", extra="ignore")
+
+    data_dir: Path = PROJECT_ROOT / "data"
+    tariffs_dir: Path = PROJECT_ROOT / "tariffs"
+    database_url: str | None = None  # default: SQLite file in data_dir
+    api_keys: str = ""  # "role=key,role=key"
+    default_plan: str | None = None  # plan for unregistered callers without a plan
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch_records: int = 10_000
+    max_body_bytes: int = 16 * 1024 * 1024
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database, or the embedded SQLite file under data_dir."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'callrate.sqlite3'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process."""
+    return Settings()

@@ -1,0 +1,62 @@
+"""Why a record cannot be rated: a stable code, the field it concerns, and a message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# code -> message; the code's first part is the field. Both paths use these codes.
+REASONS: dict[str, str] = {
+    "id.invalid": "id must be a string of 1 to 64 characters",
+    "caller.missing": "caller is required",
+    "caller.invalid": "caller must be an 11-digit mobile number, optionally +86/86/0086 prefixed",
+    "caller.unknown_number_range": "caller's number range is not in the numbering plan",
+    "callee.missing": "callee is required",
+    "callee.empty": "callee is empty",
+    "callee.invalid_characters": "callee may hold only digits and one leading '+'",
+    "callee.too_long": "callee is longer than any dialable number",
+    "callee.invalid_number": "callee is not a dialable number",
+    "callee.invalid_plus86": "callee after +86 is neither a mobile number nor an area code",
+    "callee.unknown_area_code": "callee's area code is not in the numbering plan",
+    "callee.unknown_mobile_prefix": "callee's mobile number range is not in the numbering plan",
+    "callee.information_line": "information lines (160x, 168x) are outside this tariff",
+    "callee.unknown_country_code": "callee's country calling code does not exist",
+    "callee.unassigned_nanp_area": "callee's +1 area code is assigned to no country",
+    "callee.invalid_foreign_length": "callee's international number has the wrong length",
+    "callee.ip_prefix_on_forward": "a forwarded-to number cannot carry an IP prefix",
+    "callee.no_rate_12593_foreign_national_roaming": (
+        "12593 calls abroad while roaming nationally have no rate in this tariff"
+    ),
+    "start.missing": "start is required",
+    "start.invalid": "start must be an RFC 3339 timestamp, e.g. 2010-03-01T10:00:00+08:00",
+    "start.no_tariff": "no tariff version is in force at start",
+    "duration_s.missing": "duration_s is required",
+    "duration_s.invalid": "duration_s must be a whole number of seconds from 0 to 86400",
+    "type.invalid": "type must be originating, terminating or forwarded",
+    "forward_kind.missing": "forward_kind is required when type is forwarded",
+    "forward_kind.invalid": "forward_kind must be unconditional or conditional",
+    "visited_area.invalid": "visited_area must be a China area code such as 021",
+    "visited_area.unknown_area_code": "visited_area is not an area code in the numbering plan",
+    "visited_area.international_roaming": "international roaming is outside this tariff",
+    "plan.missing": "no plan: the caller is not registered and the record names no plan",
+    "plan.unknown": "plan is not in the tariff in force",
+    "packages.invalid": "packages must be a list of package names",
+    "packages.unknown": "a package is not in the tariff in force",
+    "record.invalid": "a CDR must be a JSON object",
+}
+REASON_CODES: tuple[str, ...] = tuple(REASONS)
+
+
+class Rejected(Exception):
+    """The record cannot be rated; it goes to suspense whole with this reason."""
+
+    def __init__(self, code: str) -> None:
+        if code not in REASONS:
+            raise ValueError(f"unknown rejection code {code!r}")
+        self.code = code
+        self.field = code.split(".", 1)[0]
+        self.message = REASONS[code]
+        super().__init__(f"{self.field}: {self.message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rejection as the wire shows it."""
+        return {"rejected": True, "field": self.field, "code": self.code, "reason": self.message}
