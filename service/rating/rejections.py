@@ -18,13 +18,13 @@ REASONS: dict[str, str] = {
     "callee.invalid_plus86": "callee after +86 is neither a mobile number nor an area code",
     "callee.unknown_area_code": "callee's area code is not in the numbering plan",
     "callee.unknown_mobile_prefix": "callee's mobile number range is not in the numbering plan",
-    "callee.information_line": "information lines (160x, 168x) are outside this tariff",
+    "callee.information_line": "callee is an information line (160x, 168x): outside this tariff",
     "callee.unknown_country_code": "callee's country calling code does not exist",
     "callee.unassigned_nanp_area": "callee's +1 area code is assigned to no country",
     "callee.invalid_foreign_length": "callee's international number has the wrong length",
-    "callee.ip_prefix_on_forward": "a forwarded-to number cannot carry an IP prefix",
+    "callee.ip_prefix_on_forward": "callee: a forwarded-to number cannot carry an IP prefix",
     "callee.no_rate_12593_foreign_national_roaming": (
-        "12593 calls abroad while roaming nationally have no rate in this tariff"
+        "callee: 12593 calls abroad while roaming nationally have no rate in this tariff"
     ),
     "start.missing": "start is required",
     "start.invalid": "start must be an RFC 3339 timestamp, e.g. 2010-03-01T10:00:00+08:00",
@@ -36,12 +36,12 @@ REASONS: dict[str, str] = {
     "forward_kind.invalid": "forward_kind must be unconditional or conditional",
     "visited_area.invalid": "visited_area must be a China area code such as 021",
     "visited_area.unknown_area_code": "visited_area is not an area code in the numbering plan",
-    "visited_area.international_roaming": "international roaming is outside this tariff",
+    "visited_area.international_roaming": "visited_area is abroad: no international roaming rates",
     "plan.missing": "no plan: the caller is not registered and the record names no plan",
     "plan.unknown": "plan is not in the tariff in force",
     "packages.invalid": "packages must be a list of package names",
-    "packages.unknown": "a package is not in the tariff in force",
-    "record.invalid": "a CDR must be a JSON object",
+    "packages.unknown": "packages names a package that is not in the tariff in force",
+    "record.invalid": "record: a CDR must be a JSON object",
 }
 REASON_CODES: tuple[str, ...] = tuple(REASONS)
 
