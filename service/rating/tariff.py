@@ -164,17 +164,17 @@ class Tariff(_Data):
             raise ValueError("plans: at least one plan is needed")
         return self
 
-    @property
+    @cached_property
     def from_epoch_s(self) -> int:
         """Start of the version's window, seconds since the epoch."""
         return int(self.effective_from.timestamp())
 
-    @property
+    @cached_property
     def until_epoch_s(self) -> int | None:
         """End (exclusive) of the version's window, or None when open."""
         return None if self.effective_until is None else int(self.effective_until.timestamp())
 
-    @property
+    @cached_property
     def utc_offset_s(self) -> int:
         """The tariff zone's offset in its window: Asia/Shanghai has kept +08:00 since 1991."""
         offset = self.effective_from.astimezone(ZoneInfo(self.timezone)).utcoffset()
