@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     port: int = 8000
     max_batch_records: int = 10_000
     max_body_bytes: int = 16 * 1024 * 1024
+    migrations_dir: Path = PROJECT_ROOT / "migrations"
+    workers: int = 1  # uvicorn worker processes for `callrate serve`
+    db_pool_size: int = 8
+    sqlite_synchronous: str = "FULL"  # FULL: a 2xx batch survives power loss, not only a crash
 
     @property
     def effective_database_url(self) -> str:

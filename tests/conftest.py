@@ -26,3 +26,37 @@ def golden_cases() -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def rater() -> Rater:
     return load_rater(TARIFFS)
+
+
+# --- database and API fixtures (service, persistence) ----------------------------------------
+
+from collections.abc import Iterator  # noqa: E402
+
+from service.config import Settings  # noqa: E402
+from tests.conftest_db import BACKENDS, KEYS_SPEC, Api, fresh_database, running_api  # noqa: E402
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database migrated by Alembic, on SQLite and on PostgreSQL."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings for a test app: the fresh database and fixed keys per role."""
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        tariffs_dir=TARIFFS,
+        api_keys=KEYS_SPEC,
+        default_plan=None,
+    )
+
+
+@pytest.fixture
+def api(settings: Settings, rater: Rater) -> Iterator[Api]:
+    """The app, running in-process on the fresh database."""
+    with running_api(settings, rater) as client:
+        yield client

@@ -1,0 +1,1 @@
+"""The HTTP contract: pydantic schemas and one router module per resource."""

@@ -1,0 +1,100 @@
+"""POST /v1/cdrs (batches from the switch) and GET /v1/cdrs/{id}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from service import flows
+from service.api.deps import (
+    AgentActor,
+    BodyDep,
+    MetricsDep,
+    RaterDep,
+    SessionDep,
+    SettingsDep,
+    SwitchActor,
+)
+from service.api.json import OrjsonResponse
+from service.api.schemas import BatchResponse, CdrIn, CdrOut
+from service.errors import (
+    BadBody,
+    BodyTooLarge,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthenticated,
+    error_responses,
+)
+
+router = APIRouter(tags=["cdrs"])
+
+NDJSON = "application/x-ndjson"
+MAX_RECORDS_DOC = 10_000
+
+BATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "array",
+                    "maxItems": MAX_RECORDS_DOC,
+                    "items": CdrIn.model_json_schema(),
+                }
+            },
+            NDJSON: {
+                "schema": {
+                    "type": "string",
+                    "description": "one CDR JSON object per line (SPEC §3.1)",
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/cdrs",
+    summary="Ingest a batch of CDRs (JSON array or NDJSON), atomically",
+    response_model=BatchResponse,
+    openapi_extra=BATCH_BODY,
+    responses=error_responses(BadBody, Unauthenticated, Forbidden, BodyTooLarge, InvalidInput),
+)
+def post_cdrs(
+    request: Request,
+    body: BodyDep,
+    session: SessionDep,
+    rater: RaterDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    actor: SwitchActor,
+) -> OrjsonResponse:
+    """Per record: rated (charge, rating), duplicate (stored charge) or rejected (reason)."""
+    ndjson = request.headers.get("content-type", "").split(";")[0].strip().lower() == NDJSON
+    records = flows.parse_batch(body, ndjson=ndjson, max_records=settings.max_batch_records)
+    outcomes = flows.ingest_batch(
+        session,
+        rater=rater,
+        default_plan=settings.default_plan,
+        records=records,
+        metrics=metrics,
+    )
+    return OrjsonResponse(
+        {
+            "counts": flows.counts_of(outcomes),
+            "results": [flows.record_result(i, o) for i, o in enumerate(outcomes)],
+        }
+    )
+
+
+@router.get(
+    "/v1/cdrs/{cdr_id}",
+    summary="A stored CDR with its rating history (audited)",
+    response_model=CdrOut,
+    responses=error_responses(Unauthenticated, Forbidden, NotFound),
+)
+def get_cdr(cdr_id: str, session: SessionDep, actor: AgentActor) -> CdrOut:
+    """The record as received, its ratings oldest first; agents see the callee masked."""
+    return flows.read_cdr(session, cdr_id=cdr_id, actor=actor)

@@ -1,0 +1,101 @@
+"""Request dependencies as Annotated aliases: session, rater, settings, metrics, actors, body."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from service.config import Settings
+from service.errors import BodyTooLarge, Forbidden, Unauthenticated
+from service.metrics import Metrics
+from service.rating.scalar import Rater
+from service.security import Actor, KeyRing
+
+bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request: commits once after the endpoint succeeded, else rolls back."""
+    session: Session = request.app.state.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_rater(request: Request) -> Rater:
+    """The tariffs and numbering loaded at start."""
+    rater: Rater = request.app.state.rater
+    return rater
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    """The app's metrics."""
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+# scope="function": the commit runs before the response is sent, so a 2xx means durable.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+RaterDep = Annotated[Rater, Depends(get_rater)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+def require(role: str) -> Callable[..., Actor]:
+    """Dependency: the caller's key must be valid (401) and allow `role` (403)."""
+
+    def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Actor:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthenticated("an Authorization: Bearer <key> header is required")
+        keys: KeyRing = request.app.state.keys
+        actor = keys.authenticate(credentials.credentials)
+        if actor is None:
+            raise Unauthenticated("the key is not valid")
+        if not actor.may(role):
+            raise Forbidden(f"role {actor.role} may not do this; it needs {role}")
+        return actor
+
+    return dependency
+
+
+SwitchActor = Annotated[Actor, Depends(require("switch"))]
+AgentActor = Annotated[Actor, Depends(require("agent"))]
+OpsActor = Annotated[Actor, Depends(require("ops"))]
+AdminActor = Annotated[Actor, Depends(require("admin"))]
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with BodyTooLarge as soon as it passes max_body_bytes."""
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+BodyDep = Annotated[bytes, Depends(read_body)]

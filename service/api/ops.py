@@ -1,0 +1,86 @@
+"""Tariffs, audit log, metrics, health."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from service import flows
+from service.api.deps import AdminActor, AgentActor, MetricsDep, OpsActor, RaterDep, SessionDep
+from service.api.json import OrjsonResponse
+from service.api.schemas import AuditList, Health, TariffOut
+from service.db import repository
+from service.errors import Forbidden, Unauthenticated, error_responses
+
+router = APIRouter()
+
+
+@router.get(
+    "/v1/tariffs",
+    tags=["tariffs"],
+    summary="Tariff versions and their windows",
+    response_model=list[TariffOut],
+    responses=error_responses(Unauthenticated, Forbidden),
+)
+def get_tariffs(rater: RaterDep, actor: AgentActor) -> list[TariffOut]:
+    """Every loaded version, ordered by effective_from."""
+    return flows.tariffs(rater)
+
+
+@router.get(
+    "/v1/audit",
+    tags=["audit"],
+    summary="The audit log (admin only)",
+    response_model=AuditList,
+    responses=error_responses(Unauthenticated, Forbidden),
+)
+def get_audit(
+    session: SessionDep,
+    actor: AdminActor,
+    after_id: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AuditList:
+    """Quotes and reads of subscribers' records: who, when, what."""
+    return flows.audit_log(session, after_id=after_id, limit=limit)
+
+
+@router.get(
+    "/metrics",
+    tags=["ops"],
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "text format"},
+        **error_responses(Unauthenticated, Forbidden),
+    },
+)
+def get_metrics(session: SessionDep, metrics: MetricsDep, actor: OpsActor) -> Response:
+    """CDRs by result, rating latency, charged fen by class, HTTP latency, suspense size."""
+    metrics.suspense_records.set(flows.suspense_size(session))
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/healthz", tags=["ops"], summary="Liveness", response_model=Health)
+def healthz() -> OrjsonResponse:
+    """The process answers."""
+    return OrjsonResponse({"status": "ok"})
+
+
+@router.get(
+    "/readyz",
+    tags=["ops"],
+    summary="Readiness: the database answers",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "the database does not answer"}},
+)
+def readyz(session: SessionDep) -> OrjsonResponse:
+    """503 unless a query succeeds."""
+    try:
+        repository.ping(session)
+    except Exception:  # any driver error means not ready; the reason goes to the log
+        session.rollback()
+        return OrjsonResponse({"status": "database unavailable"}, status_code=503)
+    return OrjsonResponse({"status": "ok"})

@@ -1,0 +1,64 @@
+"""POST /v1/quote: what a call would cost, with the explanation agents read out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from service import flows
+from service.api.deps import AgentActor, BodyDep, RaterDep, SessionDep, SettingsDep
+from service.api.json import OrjsonResponse
+from service.api.schemas import QuoteRequest, RatingOut, Rejection
+from service.errors import (
+    BadBody,
+    BodyTooLarge,
+    Forbidden,
+    InvalidInput,
+    Unauthenticated,
+    error_responses,
+)
+from service.rating.rejections import Rejected
+
+router = APIRouter(tags=["quote"])
+
+QUOTE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": QuoteRequest.model_json_schema()}},
+    }
+}
+
+
+@router.post(
+    "/v1/quote",
+    summary="Rate a call without storing it (audited)",
+    response_model=RatingOut,
+    openapi_extra=QUOTE_BODY,
+    responses={
+        422: {
+            "model": Rejection,
+            "description": "the call cannot be rated, or the body is not an object",
+        },
+        **error_responses(BadBody, Unauthenticated, Forbidden, BodyTooLarge),
+    },
+)
+def post_quote(
+    body: BodyDep,
+    session: SessionDep,
+    rater: RaterDep,
+    settings: SettingsDep,
+    actor: AgentActor,
+) -> OrjsonResponse:
+    """SPEC §6.1 rating of a CDR without id; a rejection answers 422 with its reason."""
+    request: object
+    try:
+        request = flows.parse_json_object(body)
+    except InvalidInput:
+        request = None  # JSON but not an object: the core names it record.invalid
+    result = flows.quote(
+        session, rater=rater, default_plan=settings.default_plan, request=request, actor=actor
+    )
+    if isinstance(result, Rejected):
+        return OrjsonResponse(result.to_dict(), status_code=422)
+    return OrjsonResponse(result.to_dict())

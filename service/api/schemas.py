@@ -1,0 +1,220 @@
+"""The HTTP contract (SPEC §6): request and response bodies, as OpenAPI shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Result = Literal["rated", "duplicate", "rejected"]
+
+
+class QuoteRequest(BaseModel):
+    """A CDR without `id` (SPEC §3.1); `plan`/`packages` override the registry."""
+
+    caller: str = Field(examples=["13800138000"])
+    callee: str = Field(examples=["02188001234"])
+    start: str = Field(examples=["2010-03-01T10:00:00+08:00"], description="RFC 3339")
+    duration_s: int = Field(ge=0, examples=[125])
+    type: Literal["originating", "terminating", "forwarded"] = "originating"
+    forward_kind: Literal["unconditional", "conditional"] | None = None
+    visited_area: str | None = Field(default=None, examples=["021"])
+    plan: str | None = Field(default=None, examples=["gotone"])
+    packages: list[str] | None = None
+
+
+class CdrIn(QuoteRequest):
+    """A CDR as the switch posts it (SPEC §3.1)."""
+
+    id: str = Field(min_length=1, max_length=64, description="the switch's idempotency key")
+
+
+class Item(BaseModel):
+    """One priced component."""
+
+    code: str
+    units: int
+    unit_s: int
+    rate_fen: int
+    amount_fen: int
+
+
+class RatingOut(BaseModel):
+    """SPEC §6.1 rating result; charge_fen is the sum of the items' amount_fen."""
+
+    charge_fen: int
+    call_class: str
+    dial: str
+    roaming: str
+    tariff: str
+    items: list[Item]
+    rules: list[str]
+    explanation_zh: str
+
+
+class Rejection(BaseModel):
+    """Why a record or quote cannot be rated: the field and a stable code."""
+
+    rejected: Literal[True] = True
+    field: str
+    code: str
+    reason: str
+
+
+class RecordResult(BaseModel):
+    """Per-record answer to a batch: rated, duplicate (stored charge) or rejected (reason)."""
+
+    index: int = Field(description="position of the record in the batch, from 0")
+    id: str | None
+    result: Result
+    charge_fen: int | None = None
+    rating: RatingOut | None = None
+    field: str | None = None
+    code: str | None = None
+    reason: str | None = None
+
+
+class Counts(BaseModel):
+    """How many records got each result."""
+
+    rated: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+
+
+class BatchResponse(BaseModel):
+    """Answer to POST /v1/cdrs, in the order of the records sent."""
+
+    counts: Counts
+    results: list[RecordResult]
+
+
+class StoredRating(BaseModel):
+    """One rating in a CDR's history; the highest seq is the current one."""
+
+    seq: int
+    tariff: str
+    charge_fen: int
+    call_class: str
+    dial: str
+    roaming: str
+    items: list[Item]
+    rules: list[str]
+    explanation_zh: str
+    rated_at: datetime
+    source: str
+
+
+class CdrOut(BaseModel):
+    """A stored CDR with its rating history (third-party numbers masked for agents)."""
+
+    id: str
+    caller: str
+    callee: str
+    start_epoch_s: int
+    duration_s: int
+    type: str
+    received_at: datetime
+    record: dict[str, Any] = Field(description="the record as received")
+    current: StoredRating
+    ratings: list[StoredRating]
+
+
+class SubscriberIn(BaseModel):
+    """A registry entry (SPEC §3.2)."""
+
+    plan: str = Field(examples=["gotone"])
+    home_area: str | None = Field(default=None, description="area code; default: number range")
+    packages: list[str] = Field(default_factory=list, examples=[["ld_night"]])
+
+
+class SubscriberOut(BaseModel):
+    """A stored registry entry."""
+
+    msisdn: str
+    plan: str
+    home_area: str | None
+    packages: list[str]
+    updated_at: datetime
+
+
+class SuspenseOut(BaseModel):
+    """A rejected record kept whole with its reason."""
+
+    id: int
+    record_id: str | None
+    field: str
+    code: str
+    reason: str
+    raw: str = Field(description="the record exactly as received")
+    received_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+
+
+class SuspenseList(BaseModel):
+    """A page of suspense rows; pass next_after_id as after_id for the next page."""
+
+    items: list[SuspenseOut]
+    next_after_id: int | None
+
+
+class RecycleRequest(BaseModel):
+    """Which suspense rows to re-rate: the given ids, or all open ones (up to limit)."""
+
+    ids: list[int] | None = None
+    limit: int = Field(default=10_000, ge=1, le=10_000)
+
+
+class RecycleResult(BaseModel):
+    """What became of one suspense row."""
+
+    suspense_id: int
+    record_id: str | None
+    result: Result
+    charge_fen: int | None = None
+    field: str | None = None
+    code: str | None = None
+    reason: str | None = None
+
+
+class RecycleResponse(BaseModel):
+    """Answer to POST /v1/suspense/recycle."""
+
+    counts: Counts
+    results: list[RecycleResult]
+
+
+class TariffOut(BaseModel):
+    """A tariff version and its window."""
+
+    version: str
+    name: str
+    effective_from: datetime
+    effective_until: datetime | None
+
+
+class AuditOut(BaseModel):
+    """One audit row."""
+
+    id: int
+    at: datetime
+    key_id: str
+    role: str
+    action: str
+    subject: str | None
+    detail: str | None
+
+
+class AuditList(BaseModel):
+    """A page of the audit log."""
+
+    items: list[AuditOut]
+    next_after_id: int | None
+
+
+class Health(BaseModel):
+    """Liveness / readiness."""
+
+    status: str

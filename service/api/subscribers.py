@@ -1,0 +1,36 @@
+"""PUT/GET /v1/subscribers/{msisdn}: the subscriber registry."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service import flows
+from service.api.deps import AdminActor, AgentActor, RaterDep, SessionDep
+from service.api.schemas import SubscriberIn, SubscriberOut
+from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated, error_responses
+
+router = APIRouter(tags=["subscribers"])
+
+
+@router.put(
+    "/v1/subscribers/{msisdn}",
+    summary="Register or replace a subscriber",
+    response_model=SubscriberOut,
+    responses=error_responses(Unauthenticated, Forbidden, InvalidInput),
+)
+def put_subscriber(
+    msisdn: str, entry: SubscriberIn, session: SessionDep, rater: RaterDep, actor: AdminActor
+) -> SubscriberOut:
+    """Plan and packages must exist in a tariff version; home_area in the numbering plan."""
+    return flows.put_subscriber(session, rater=rater, msisdn=msisdn, entry=entry, actor=actor)
+
+
+@router.get(
+    "/v1/subscribers/{msisdn}",
+    summary="A subscriber's registry entry (audited)",
+    response_model=SubscriberOut,
+    responses=error_responses(Unauthenticated, Forbidden, InvalidInput, NotFound),
+)
+def get_subscriber(msisdn: str, session: SessionDep, actor: AgentActor) -> SubscriberOut:
+    """The registry entry of one number."""
+    return flows.read_subscriber(session, msisdn=msisdn, actor=actor)

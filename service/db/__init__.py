@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, sessions, repository (all SQL), Alembic migration runner."""

@@ -1,0 +1,118 @@
+"""SQLAlchemy 2 models; the schema itself is made only by the Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class Cdr(Base):
+    """A stored CDR: the record as received plus the parsed fields queries need."""
+
+    __tablename__ = "cdrs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    caller: Mapped[str] = mapped_column(String(11))  # national form of the billed subscriber
+    callee: Mapped[str] = mapped_column(String(64))
+    start_epoch_s: Mapped[int] = mapped_column(BigInteger)
+    duration_s: Mapped[int] = mapped_column(Integer)
+    leg: Mapped[str] = mapped_column(String(16))
+    raw: Mapped[str] = mapped_column(Text)  # the JSON object exactly as the switch sent it
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_cdrs_start_epoch_s", "start_epoch_s"),
+        Index("ix_cdrs_caller_start", "caller", "start_epoch_s"),
+    )
+
+
+class RatingRow(Base):
+    """One rating of a CDR; append-only, the highest seq is the current one."""
+
+    __tablename__ = "ratings"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cdr_id: Mapped[str] = mapped_column(String(64), ForeignKey("cdrs.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    tariff: Mapped[str] = mapped_column(String(32))
+    charge_fen: Mapped[int] = mapped_column(BigInteger)
+    call_class: Mapped[str] = mapped_column(String(16))
+    dial: Mapped[str] = mapped_column(String(8))
+    roaming: Mapped[str] = mapped_column(String(16))
+    items: Mapped[str] = mapped_column(Text)  # JSON list of SPEC §6.1 items
+    rules: Mapped[str] = mapped_column(Text)  # JSON list of rule ids
+    explanation_zh: Mapped[str] = mapped_column(Text)
+    rated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(String(16))  # ingest | recycle | rerate
+
+    __table_args__ = (Index("ux_ratings_cdr_seq", "cdr_id", "seq", unique=True),)
+
+
+class Subscriber(Base):
+    """Registry entry: msisdn -> plan, home area, packages."""
+
+    __tablename__ = "subscribers"
+
+    msisdn: Mapped[str] = mapped_column(String(11), primary_key=True)
+    plan: Mapped[str] = mapped_column(String(64))
+    home_area: Mapped[str | None] = mapped_column(String(4))
+    packages: Mapped[str] = mapped_column(Text)  # JSON list of package names
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SuspenseRow(Base):
+    """A record that could not be rated, kept whole with its reason until recycled."""
+
+    __tablename__ = "suspense"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    record_id: Mapped[str | None] = mapped_column(String(64))  # the CDR's id when it has one
+    raw: Mapped[str] = mapped_column(Text)
+    field: Mapped[str] = mapped_column(String(32))
+    code: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution: Mapped[str | None] = mapped_column(String(16))  # rated | duplicate
+
+    __table_args__ = (
+        Index("ix_suspense_open", "resolved_at", "id"),
+        Index("ix_suspense_record_id", "record_id"),
+    )
+
+
+class ApiKey(Base):
+    """An API key: only its sha256 is stored; key_id is a short prefix of that hash."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditRow(Base):
+    """Who read or quoted what, when (SPEC §8); readable by admin only."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key_id: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str | None] = mapped_column(String(64))  # the subscriber concerned
+    detail: Mapped[str | None] = mapped_column(String(128))  # e.g. the CDR id read
+
+    __table_args__ = (Index("ix_audit_log_at", "at"),)

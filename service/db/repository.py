@@ -1,0 +1,259 @@
+"""All SQL of the service. Functions take the session and keyword-only arguments; they flush,
+never commit: the request-scoped session commits in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.db.models import ApiKey, AuditRow, Cdr, RatingRow, Subscriber, SuspenseRow
+
+# Bound parameters per IN list: far below SQLite's 32,766 and PostgreSQL's 65,535.
+IN_CHUNK = 5_000
+
+
+def _chunks(values: Sequence[str], size: int = IN_CHUNK) -> list[Sequence[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def ping(session: Session) -> None:
+    """Fail unless the database answers."""
+    session.execute(text("SELECT 1"))
+
+
+def current_charges(session: Session, *, cdr_ids: Sequence[str]) -> dict[str, int]:
+    """The current (highest seq) charge of each stored CDR among `cdr_ids`."""
+    charges: dict[str, int] = {}
+    for chunk in _chunks(cdr_ids):
+        latest = (
+            select(RatingRow.cdr_id, func.max(RatingRow.seq).label("seq"))
+            .where(RatingRow.cdr_id.in_(chunk))
+            .group_by(RatingRow.cdr_id)
+            .subquery()
+        )
+        rows = session.execute(
+            select(RatingRow.cdr_id, RatingRow.charge_fen).join(
+                latest, (RatingRow.cdr_id == latest.c.cdr_id) & (RatingRow.seq == latest.c.seq)
+            )
+        )
+        charges.update({cdr_id: charge for cdr_id, charge in rows})
+    return charges
+
+
+def insert_cdrs_new(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Bulk-insert CDRs, skipping ids already stored (also by a concurrent batch); the ids
+    actually inserted."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        dialect_insert(Cdr).on_conflict_do_nothing(index_elements=[Cdr.id]).returning(Cdr.id)
+    )
+    result = session.execute(statement, list(rows))
+    return set(result.scalars().all())
+
+
+def insert_ratings(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Bulk-append ratings (one executemany)."""
+    if rows:
+        session.execute(insert(RatingRow), list(rows))
+
+
+def next_rating_seqs(session: Session, *, cdr_ids: Sequence[str]) -> dict[str, int]:
+    """The next free seq of each CDR (1 for a CDR without ratings)."""
+    seqs = dict.fromkeys(cdr_ids, 1)
+    for chunk in _chunks(cdr_ids):
+        rows = session.execute(
+            select(RatingRow.cdr_id, func.max(RatingRow.seq))
+            .where(RatingRow.cdr_id.in_(chunk))
+            .group_by(RatingRow.cdr_id)
+        )
+        seqs.update({cdr_id: seq + 1 for cdr_id, seq in rows})
+    return seqs
+
+
+def insert_suspense(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Bulk-insert rejected records (one executemany)."""
+    if rows:
+        session.execute(insert(SuspenseRow), list(rows))
+
+
+def open_suspense_record_ids(session: Session, *, record_ids: Sequence[str]) -> set[str]:
+    """Which of these record ids already wait in suspense (a retried rejected record)."""
+    found: set[str] = set()
+    for chunk in _chunks(record_ids):
+        rows = session.scalars(
+            select(SuspenseRow.record_id).where(
+                SuspenseRow.record_id.in_(chunk), SuspenseRow.resolved_at.is_(None)
+            )
+        )
+        found.update(record_id for record_id in rows if record_id is not None)
+    return found
+
+
+def list_suspense(
+    session: Session, *, after_id: int, limit: int, include_resolved: bool
+) -> list[SuspenseRow]:
+    """Suspense rows in id order, from after `after_id`."""
+    query = select(SuspenseRow).where(SuspenseRow.id > after_id)
+    if not include_resolved:
+        query = query.where(SuspenseRow.resolved_at.is_(None))
+    return list(session.scalars(query.order_by(SuspenseRow.id).limit(limit)).all())
+
+
+def open_suspense(
+    session: Session, *, ids: Collection[int] | None, limit: int
+) -> list[SuspenseRow]:
+    """Unresolved suspense rows (all, or those with these ids), oldest first, locked for update."""
+    query = select(SuspenseRow).where(SuspenseRow.resolved_at.is_(None))
+    if ids is not None:
+        query = query.where(SuspenseRow.id.in_(list(ids)))
+    query = query.order_by(SuspenseRow.id).limit(limit).with_for_update(skip_locked=True)
+    return list(session.scalars(query).all())
+
+
+def resolve_suspense(
+    session: Session, *, ids: Collection[int], resolution: str, resolved_at: datetime
+) -> None:
+    """Mark suspense rows as resolved (moved to CDRs, or found already stored)."""
+    if ids:
+        session.execute(
+            update(SuspenseRow)
+            .where(SuspenseRow.id.in_(list(ids)))
+            .values(resolved_at=resolved_at, resolution=resolution)
+        )
+
+
+def update_suspense_reason(
+    session: Session, *, suspense_id: int, field: str, code: str, reason: str
+) -> None:
+    """Record a suspense row's reason after a recycle that still rejects it."""
+    session.execute(
+        update(SuspenseRow)
+        .where(SuspenseRow.id == suspense_id)
+        .values(field=field, code=code, reason=reason)
+    )
+
+
+def count_open_suspense(session: Session) -> int:
+    """How many records wait in suspense."""
+    count = session.scalar(
+        select(func.count()).select_from(SuspenseRow).where(SuspenseRow.resolved_at.is_(None))
+    )
+    return int(count or 0)
+
+
+def get_cdr(session: Session, *, cdr_id: str) -> Cdr | None:
+    """One stored CDR by id."""
+    return session.get(Cdr, cdr_id)
+
+
+def ratings_of(session: Session, *, cdr_id: str) -> list[RatingRow]:
+    """Every rating of a CDR, oldest first."""
+    return list(
+        session.scalars(
+            select(RatingRow).where(RatingRow.cdr_id == cdr_id).order_by(RatingRow.seq)
+        ).all()
+    )
+
+
+def count_cdrs(session: Session) -> int:
+    """How many CDRs are stored."""
+    return int(session.scalar(select(func.count()).select_from(Cdr)) or 0)
+
+
+def subscribers_by_msisdn(session: Session, *, msisdns: Sequence[str]) -> dict[str, Subscriber]:
+    """Registry entries of these numbers."""
+    found: dict[str, Subscriber] = {}
+    for chunk in _chunks(msisdns):
+        for row in session.scalars(select(Subscriber).where(Subscriber.msisdn.in_(chunk))):
+            found[row.msisdn] = row
+    return found
+
+
+def get_subscriber(session: Session, *, msisdn: str) -> Subscriber | None:
+    """One registry entry."""
+    return session.get(Subscriber, msisdn)
+
+
+def put_subscriber(
+    session: Session,
+    *,
+    msisdn: str,
+    plan: str,
+    home_area: str | None,
+    packages: str,
+    updated_at: datetime,
+) -> Subscriber:
+    """Create or replace a registry entry."""
+    row = session.get(Subscriber, msisdn, with_for_update=True)
+    if row is None:
+        row = Subscriber(msisdn=msisdn)
+        session.add(row)
+    row.plan = plan
+    row.home_area = home_area
+    row.packages = packages
+    row.updated_at = updated_at
+    session.flush()
+    return row
+
+
+def all_api_keys(session: Session) -> list[ApiKey]:
+    """Every stored API key (hashes only)."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)).all())
+
+
+def add_api_key(
+    session: Session, *, key_id: str, key_hash: str, role: str, created_at: datetime
+) -> ApiKey:
+    """Store one API key's hash."""
+    row = ApiKey(key_id=key_id, key_hash=key_hash, role=role, created_at=created_at)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def api_key_by_hash(session: Session, *, key_hash: str) -> ApiKey | None:
+    """The stored key with this hash."""
+    return session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+
+
+def add_audit(
+    session: Session,
+    *,
+    at: datetime,
+    key_id: str,
+    role: str,
+    action: str,
+    subject: str | None,
+    detail: str | None,
+) -> None:
+    """Append one audit row."""
+    session.execute(
+        insert(AuditRow),
+        [
+            {
+                "at": at,
+                "key_id": key_id,
+                "role": role,
+                "action": action,
+                "subject": subject,
+                "detail": detail,
+            }
+        ],
+    )
+
+
+def list_audit(session: Session, *, after_id: int, limit: int) -> list[AuditRow]:
+    """Audit rows in id order, from after `after_id`."""
+    return list(
+        session.scalars(
+            select(AuditRow).where(AuditRow.id > after_id).order_by(AuditRow.id).limit(limit)
+        ).all()
+    )

@@ -1,0 +1,144 @@
+"""API keys and roles, number masking, the audit writer (SPEC §6, §8)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from service.db import repository
+
+ROLES = ("switch", "agent", "ops", "admin")
+ADMIN = "admin"
+KEY_ID_CHARS = 12
+KEY_BYTES = 24
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is calling: the key's short id (never the key) and its role."""
+
+    key_id: str
+    role: str
+
+    def may(self, role: str) -> bool:
+        """Admin may do everything; every other role only its own things."""
+        return self.role in (role, ADMIN)
+
+
+def hash_key(key: str) -> str:
+    """sha256 hex of a key: the only form in which keys are stored."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_id_of(key_hash: str) -> str:
+    """A key's public id: a short prefix of its hash, safe to log and audit."""
+    return key_hash[:KEY_ID_CHARS]
+
+
+def new_key() -> str:
+    """A fresh random key."""
+    return "cr_" + secrets.token_urlsafe(KEY_BYTES)
+
+
+def parse_api_keys(spec: str) -> list[tuple[str, str]]:
+    """`role=key,role=key` -> [(role, key)]; raises ValueError naming the bad entry."""
+    pairs: list[tuple[str, str]] = []
+    for index, entry in enumerate(part.strip() for part in spec.split(",")):
+        if not entry:
+            continue
+        role, sep, key = entry.partition("=")
+        role, key = role.strip(), key.strip()
+        if not sep or role not in ROLES or not key:
+            raise ValueError(
+                f"CALLRATE_API_KEYS entry {index + 1} must be role=key with role one of "
+                f"{', '.join(ROLES)}"
+            )
+        pairs.append((role, key))
+    return pairs
+
+
+class KeyRing:
+    """Key hash -> Actor, held in memory so authentication costs no database round trip."""
+
+    def __init__(self, actors_by_hash: dict[str, Actor]) -> None:
+        self._actors = actors_by_hash
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> KeyRing:
+        """From (role, key) pairs (the CALLRATE_API_KEYS setting)."""
+        actors: dict[str, Actor] = {}
+        for role, key in pairs:
+            key_hash = hash_key(key)
+            actors[key_hash] = Actor(key_id=key_id_of(key_hash), role=role)
+        return cls(actors)
+
+    @classmethod
+    def from_database(cls, session: Session) -> KeyRing:
+        """From the stored key hashes."""
+        return cls(
+            {
+                row.key_hash: Actor(key_id=row.key_id, role=row.role)
+                for row in repository.all_api_keys(session)
+            }
+        )
+
+    def authenticate(self, key: str) -> Actor | None:
+        """The actor of this key, or None."""
+        return self._actors.get(hash_key(key))
+
+    def __len__(self) -> int:
+        return len(self._actors)
+
+
+def create_key(session: Session, *, role: str, now: datetime) -> tuple[str, Actor]:
+    """Make and store (hashed) a new key for `role`; the plain key is returned only here."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    key = new_key()
+    key_hash = hash_key(key)
+    row = repository.add_api_key(
+        session, key_id=key_id_of(key_hash), key_hash=key_hash, role=role, created_at=now
+    )
+    return key, Actor(key_id=row.key_id, role=row.role)
+
+
+def ensure_keys(session: Session, *, now: datetime) -> dict[str, str]:
+    """First start without configured keys: one new key per role (role -> plain key)."""
+    if repository.all_api_keys(session):
+        return {}
+    return {role: create_key(session, role=role, now=now)[0] for role in ROLES}
+
+
+def mask_number(number: str) -> str:
+    """Hide a third party's number: 13800138000 -> 138****8000; service numbers stay."""
+    length = len(number)
+    if length <= 5:  # 110, 10086, 95xxx: public service numbers, not a person's
+        return number
+    head, tail = (3, 4) if length >= 11 else (2, 2)
+    return number[:head] + "*" * (length - head - tail) + number[length - tail :]
+
+
+def write_audit(
+    session: Session,
+    *,
+    actor: Actor,
+    action: str,
+    subject: str | None,
+    detail: str | None,
+    at: datetime,
+) -> None:
+    """Append an audit row: who (key id, role), when, what (action, subject, detail)."""
+    repository.add_audit(
+        session,
+        at=at,
+        key_id=actor.key_id,
+        role=actor.role,
+        action=action,
+        subject=subject,
+        detail=detail,
+    )

@@ -1,0 +1,185 @@
+"""POST /v1/cdrs and GET /v1/cdrs/{id}: SPEC §6.2 ingestion semantics, masking, audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from service.db import repository
+from service.db.models import Cdr, RatingRow, SuspenseRow
+from tests.conftest_db import Api
+
+
+def cdr(record_id: str, **overrides: Any) -> dict[str, Any]:
+    """A rateable CDR: 125 s domestic LD from home on gotone = 126 fen."""
+    return {
+        "id": record_id,
+        "caller": "13800138000",
+        "callee": "02188001234",
+        "start": "2010-03-01T10:00:00+08:00",
+        "duration_s": 125,
+        "plan": "gotone",
+        **overrides,
+    }
+
+
+def table_counts(api: Api) -> tuple[int, int, int]:
+    """(cdrs, ratings, suspense) rows in the database."""
+    engine = create_engine(api.settings.effective_database_url)
+    with engine.connect() as connection:
+        counts = tuple(
+            int(connection.scalar(select(func.count()).select_from(model)) or 0)
+            for model in (Cdr, RatingRow, SuspenseRow)
+        )
+    engine.dispose()
+    return counts  # type: ignore[return-value]
+
+
+def test_batch_rates_stores_and_answers_per_record(api: Api) -> None:
+    batch = [cdr("a"), cdr("b", duration_s=3), cdr("c", callee="02188ABC234")]
+    response = api.post("/v1/cdrs", role="switch", json=batch)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["counts"] == {"rated": 2, "duplicate": 0, "rejected": 1}
+    results = body["results"]
+    assert [(r["index"], r["id"], r["result"]) for r in results] == [
+        (0, "a", "rated"),
+        (1, "b", "rated"),
+        (2, "c", "rejected"),
+    ]
+    assert results[0]["charge_fen"] == 126
+    assert results[0]["rating"]["rules"]
+    assert results[1]["charge_fen"] == 0
+    assert results[2]["field"] == "callee"
+    assert results[2]["code"] == "callee.invalid_characters"
+    assert table_counts(api) == (2, 2, 1)
+
+
+def test_retried_batch_is_duplicate_and_writes_nothing(api: Api) -> None:
+    batch = [cdr("a"), cdr("b", duration_s=61), cdr("bad", callee="x")]
+    first = api.post("/v1/cdrs", role="switch", json=batch).json()
+    counts_after_first = table_counts(api)
+    retry = api.post("/v1/cdrs", role="switch", json=batch).json()
+    assert retry["counts"] == {"rated": 0, "duplicate": 2, "rejected": 1}
+    assert [r.get("charge_fen") for r in retry["results"][:2]] == [
+        r["charge_fen"] for r in first["results"][:2]
+    ]
+    assert "rating" not in retry["results"][0]
+    assert table_counts(api) == counts_after_first
+
+
+def test_same_id_twice_in_one_batch_first_wins(api: Api) -> None:
+    batch = [cdr("a"), cdr("a", duration_s=600), cdr("z", callee="x"), cdr("z")]
+    results = api.post("/v1/cdrs", role="switch", json=batch).json()["results"]
+    assert [r["result"] for r in results] == ["rated", "duplicate", "rejected", "duplicate"]
+    assert results[1]["charge_fen"] == 126
+    assert "charge_fen" not in results[3]
+    assert table_counts(api) == (1, 1, 1)
+
+
+def test_ndjson_batch_with_a_line_that_is_not_json(api: Api) -> None:
+    lines = [orjson.dumps(cdr("n1")), b"{not json", b"", orjson.dumps(cdr("n2"))]
+    response = api.post(
+        "/v1/cdrs",
+        role="switch",
+        content=b"\n".join(lines) + b"\n",
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [(r["id"], r["result"]) for r in results] == [
+        ("n1", "rated"),
+        (None, "rejected"),
+        ("n2", "rated"),
+    ]
+    assert results[1]["code"] == "record.invalid"
+    suspense = api.get("/v1/suspense", role="admin").json()["items"]
+    assert [s["raw"] for s in suspense] == ["{not json"]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"{not json", "application/json"),
+        (b"", "application/json"),
+        (b"garbage\nmore garbage\n", "application/x-ndjson"),
+    ],
+)
+def test_body_that_is_not_json_is_400(api: Api, content: bytes, content_type: str) -> None:
+    response = api.post(
+        "/v1/cdrs", role="switch", content=content, headers={"Content-Type": content_type}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "body.not_json"
+    assert table_counts(api) == (0, 0, 0)
+
+
+def test_body_that_is_not_an_array_is_422(api: Api) -> None:
+    response = api.post("/v1/cdrs", role="switch", json=cdr("a"))
+    assert response.status_code == 422
+    assert response.json()["error"] == "input.invalid"
+
+
+def test_too_many_records_is_413(api: Api) -> None:
+    api.settings.max_batch_records = 3
+    response = api.post("/v1/cdrs", role="switch", json=[cdr(str(i)) for i in range(4)])
+    assert response.status_code == 413
+    assert table_counts(api) == (0, 0, 0)
+
+
+def test_too_many_bytes_is_413(api: Api) -> None:
+    api.settings.max_body_bytes = 1000
+    response = api.post("/v1/cdrs", role="switch", json=[cdr(str(i)) for i in range(20)])
+    assert response.status_code == 413
+    assert response.json()["error"] == "body.too_large"
+
+
+@pytest.mark.parametrize(("role", "status"), [(None, 401), ("agent", 403), ("admin", 200)])
+def test_post_cdrs_roles(api: Api, role: str | None, status: int) -> None:
+    assert api.post("/v1/cdrs", role=role, json=[cdr("a")]).status_code == status
+
+
+def test_failure_mid_batch_leaves_no_record_of_the_batch(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_insert_ratings(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("injected failure after the CDR rows were inserted")
+
+    batch = [cdr("a"), cdr("b"), cdr("bad", callee="x")]
+    with monkeypatch.context() as patch:
+        patch.setattr(repository, "insert_ratings", broken_insert_ratings)
+        failed = api.post("/v1/cdrs", role="switch", json=batch)
+    assert failed.status_code == 500
+    assert table_counts(api) == (0, 0, 0)
+    retried = api.post("/v1/cdrs", role="switch", json=batch).json()
+    assert retried["counts"] == {"rated": 2, "duplicate": 0, "rejected": 1}
+    assert table_counts(api) == (2, 2, 1)
+
+
+def test_get_cdr_masks_callee_for_agents_and_audits(api: Api) -> None:
+    api.post("/v1/cdrs", role="switch", json=[cdr("rec-1", callee="13912345678")])
+    agent_view = api.get("/v1/cdrs/rec-1", role="agent").json()
+    assert agent_view["callee"] == "139****5678"
+    assert agent_view["record"]["callee"] == "139****5678"
+    assert agent_view["caller"] == "13800138000"
+    assert "13912345678" not in str(agent_view)
+    assert [r["seq"] for r in agent_view["ratings"]] == [1]
+    assert agent_view["current"]["charge_fen"] == agent_view["ratings"][0]["charge_fen"]
+    assert agent_view["current"]["source"] == "ingest"
+    admin_view = api.get("/v1/cdrs/rec-1", role="admin").json()
+    assert admin_view["callee"] == "13912345678"
+    audit = api.get("/v1/audit", role="admin").json()["items"]
+    assert [(a["action"], a["role"], a["subject"], a["detail"]) for a in audit] == [
+        ("cdr.read", "agent", "13800138000", "rec-1"),
+        ("cdr.read", "admin", "13800138000", "rec-1"),
+    ]
+
+
+def test_get_cdr_errors(api: Api) -> None:
+    assert api.get("/v1/cdrs/nope", role="agent").status_code == 404
+    assert api.get("/v1/cdrs/nope").status_code == 401
+    assert api.get("/v1/cdrs/nope", role="switch").status_code == 403
+    assert api.get("/v1/audit", role="agent").status_code == 403

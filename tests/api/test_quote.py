@@ -1,0 +1,89 @@
+"""POST /v1/quote: golden cases, rejections, auth, audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import golden_cases
+from tests.conftest_db import Api
+
+GOLDEN = golden_cases()
+REQUEST = {
+    "caller": "13800138000",
+    "callee": "02188001234",
+    "start": "2010-03-01T10:00:00+08:00",
+    "duration_s": 125,
+    "plan": "gotone",
+}
+
+
+def test_golden_cases_through_http(api: Api) -> None:
+    for case in GOLDEN:
+        response = api.post("/v1/quote", role="agent", json=case["request"])
+        body: dict[str, Any] = response.json()
+        if case["expect"].get("rejected"):
+            assert response.status_code == 422, case["name"]
+            assert body["rejected"] is True
+            assert body["code"].startswith(body["field"] + "."), case["name"]
+        else:
+            assert response.status_code == 200, (case["name"], body)
+            for key, value in case["expect"].items():
+                assert body[key] == value, (case["name"], key)
+            assert body["charge_fen"] == sum(item["amount_fen"] for item in body["items"])
+
+
+def test_quote_writes_one_audit_row_each(api: Api) -> None:
+    api.post("/v1/quote", role="agent", json=REQUEST)
+    api.post("/v1/quote", role="admin", json={**REQUEST, "callee": "0218800ABC"})
+    rows = api.get("/v1/audit", role="admin").json()["items"]
+    assert [(r["action"], r["role"], r["subject"]) for r in rows] == [
+        ("quote", "agent", "13800138000"),
+        ("quote", "admin", "13800138000"),
+    ]
+    assert all(len(r["key_id"]) == 12 for r in rows)
+
+
+def test_quote_uses_registry_when_request_names_no_plan(api: Api) -> None:
+    request = {k: v for k, v in REQUEST.items() if k != "plan"}
+    missing = api.post("/v1/quote", role="agent", json=request)
+    assert missing.status_code == 422
+    assert missing.json()["code"] == "plan.missing"
+    api.put("/v1/subscribers/13800138000", role="admin", json={"plan": "easyown_easy"})
+    quoted = api.post("/v1/quote", role="agent", json=request)
+    assert quoted.status_code == 200
+    assert quoted.json()["charge_fen"] == 180  # per-minute plan: 3 min x 60
+
+
+@pytest.mark.parametrize(
+    ("role", "status"), [(None, 401), ("switch", 403), ("ops", 403), ("agent", 200)]
+)
+def test_quote_roles(api: Api, role: str | None, status: int) -> None:
+    response = api.post("/v1/quote", role=role, json=REQUEST)
+    assert response.status_code == status
+    if status == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["error"] == "auth.unauthenticated"
+
+
+def test_wrong_key_is_401(api: Api) -> None:
+    response = api.post("/v1/quote", json=REQUEST, headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 401
+
+
+def test_quote_body_not_json_is_400(api: Api) -> None:
+    response = api.post(
+        "/v1/quote",
+        role="agent",
+        content=b"{caller: 1",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "body.not_json"
+
+
+def test_quote_body_not_an_object_is_422(api: Api) -> None:
+    response = api.post("/v1/quote", role="agent", json=[REQUEST])
+    assert response.status_code == 422
+    assert response.json()["code"] == "record.invalid"

@@ -1,0 +1,132 @@
+"""Database and API test helpers: a fresh migrated database per test (SQLite file or a
+PostgreSQL schema), and a synchronous client for the ASGI app."""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from fastapi import FastAPI
+from sqlalchemy import create_engine, pool, text
+from sqlalchemy.engine import make_url
+
+from service.config import Settings
+from service.db.migrate import upgrade
+from service.main import create_app
+from service.rating.scalar import Rater
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS = ROOT / "migrations"
+TARIFFS = ROOT / "tariffs"
+KEYS = {
+    "switch": "test-switch-key",
+    "agent": "test-agent-key",
+    "ops": "test-ops-key",
+    "admin": "test-admin-key",
+}
+KEYS_SPEC = ",".join(f"{role}={key}" for role, key in KEYS.items())
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _postgres_base_url() -> str:
+    """The test server's URL, or skip (fail when CALLRATE_REQUIRE_POSTGRES=1)."""
+    required = os.environ.get("CALLRATE_REQUIRE_POSTGRES") == "1"
+    base = os.environ.get("CALLRATE_TEST_POSTGRES_URL")
+    if not base:
+        if required:
+            pytest.fail("CALLRATE_REQUIRE_POSTGRES=1 but CALLRATE_TEST_POSTGRES_URL is unset")
+        pytest.skip("CALLRATE_TEST_POSTGRES_URL is unset")
+    try:
+        engine = create_engine(base, poolclass=pool.NullPool)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        if required:
+            pytest.fail(f"PostgreSQL at CALLRATE_TEST_POSTGRES_URL is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    return base
+
+
+@contextmanager
+def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database: a new SQLite file, or a new PostgreSQL schema dropped after."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'callrate.sqlite3'}"
+        upgrade(url=url, migrations_dir=MIGRATIONS)
+        yield url
+        return
+    base = _postgres_base_url()
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base, poolclass=pool.NullPool)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = (
+        make_url(base)
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .render_as_string(hide_password=False)
+    )
+    try:
+        upgrade(url=url, migrations_dir=MIGRATIONS)
+        yield url
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@dataclass
+class Api:
+    """A synchronous face of an httpx client bound to the app, with a key per role."""
+
+    app: FastAPI
+    portal: BlockingPortal
+    client: httpx.AsyncClient
+    settings: Settings
+
+    def request(
+        self, method: str, url: str, *, role: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send a request with `role`'s key (no Authorization header when role is None)."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if role is not None:
+            headers.setdefault("Authorization", f"Bearer {KEYS[role]}")
+        call = functools.partial(self.client.request, method, url, headers=headers, **kwargs)
+        return self.portal.call(call)
+
+    def get(self, url: str, *, role: str | None = None, **kwargs: Any) -> httpx.Response:
+        """GET."""
+        return self.request("GET", url, role=role, **kwargs)
+
+    def post(self, url: str, *, role: str | None = None, **kwargs: Any) -> httpx.Response:
+        """POST."""
+        return self.request("POST", url, role=role, **kwargs)
+
+    def put(self, url: str, *, role: str | None = None, **kwargs: Any) -> httpx.Response:
+        """PUT."""
+        return self.request("PUT", url, role=role, **kwargs)
+
+
+@contextmanager
+def running_api(settings: Settings, rater: Rater) -> Iterator[Api]:
+    """The app with its lifespan running, served in-process over ASGI."""
+    app = create_app(settings, rater=rater)
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(app.router.lifespan_context(app)),
+    ):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        client = httpx.AsyncClient(transport=transport, base_url="http://callrate.test")
+        try:
+            yield Api(app=app, portal=portal, client=client, settings=settings)
+        finally:
+            portal.call(client.aclose)
