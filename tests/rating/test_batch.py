@@ -1,0 +1,295 @@
+"""The batch path gives, row for row, what the per-call path gives (charge, class, rejection)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from service.bench import generate_cdrs
+from service.rating.batch import INPUT_COLUMNS, OUTPUT_COLUMNS, BatchRater, rate_batch
+from service.rating.pricing import charge_fen
+from service.rating.rejections import Rejected
+from service.rating.scalar import Rater, SubscriberProfile
+from tests.conftest import golden_cases
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("caller", pa.string()),
+        ("callee", pa.string()),
+        ("start", pa.string()),
+        ("duration_s", pa.int64()),
+        ("type", pa.string()),
+        ("forward_kind", pa.string()),
+        ("visited_area", pa.string()),
+        ("plan", pa.string()),
+        ("packages", pa.list_(pa.string())),
+    ]
+)
+Outcome = tuple[int | None, str | None, str | None, str | None, str | None]
+
+
+@pytest.fixture(scope="module")
+def batch_rater(rater: Rater) -> BatchRater:
+    return BatchRater(rater)
+
+
+def scalar_outcome(
+    rater: Rater, raw: dict[str, Any], subscriber: SubscriberProfile | None = None
+) -> Outcome:
+    try:
+        rating = rater.rate_raw(raw, subscriber=subscriber)
+    except Rejected as rejection:
+        return (None, None, None, None, rejection.code)
+    return (rating.charge_fen, rating.call_class, rating.dial, rating.roaming, None)
+
+
+def batch_outcomes(rated: pa.Table) -> list[Outcome]:
+    columns = [rated.column(name).to_pylist() for name in OUTPUT_COLUMNS if name != "tariff"]
+    return list(zip(*columns, strict=True))
+
+
+def assert_same(rater: Rater, table: pa.Table, rated: pa.Table) -> None:
+    expected = [scalar_outcome(rater, raw) for raw in table.to_pylist()]
+    got = batch_outcomes(rated)
+    differ = [
+        (raw, want, have)
+        for raw, want, have in zip(table.to_pylist(), expected, got, strict=True)
+        if want != have
+    ]
+    assert not differ, f"{len(differ)} rows differ, first: {differ[:3]}"
+
+
+def test_golden_cases_through_the_batch_path(batch_rater: BatchRater) -> None:
+    cases = golden_cases()
+    table = pa.Table.from_pylist([case["request"] for case in cases], schema=SCHEMA)
+    rated = batch_rater.rate(table)
+    for case, row in zip(cases, rated.to_pylist(), strict=True):
+        expect = case["expect"]
+        if expect.get("rejected"):
+            assert row["reason"] is not None, case["name"]
+            assert row["charge_fen"] is None, case["name"]
+            continue
+        assert row["reason"] is None, case["name"]
+        for name, value in expect.items():
+            assert row[name] == value, (case["name"], name)
+
+
+def test_generated_cdrs_rate_identically_both_ways(rater: Rater, batch_rater: BatchRater) -> None:
+    table = generate_cdrs(rater, 100_000, seed=20100101)
+    rated = batch_rater.rate(table)
+    outcomes = batch_outcomes(rated)
+    reasons = {o[4] for o in outcomes}
+    assert len(reasons) > 15, "the generator should exercise many rejection codes"
+    assert {o[1] for o in outcomes} >= {
+        "local",
+        "domestic_ld",
+        "hmt",
+        "international",
+        "satellite",
+        "special",
+        "incoming",
+        "forward",
+    }
+    assert set(rated.column("tariff").drop_null().to_pylist()) == {"cmcc-2009", "cmcc-2010"}
+    assert_same(rater, table, rated)
+
+
+def test_input_columns_come_back_unchanged(rater: Rater, batch_rater: BatchRater) -> None:
+    table = generate_cdrs(rater, 2_000, seed=7)
+    rated = batch_rater.rate(table)
+    assert rated.column_names == [*table.column_names, *OUTPUT_COLUMNS]
+    assert rated.select(list(INPUT_COLUMNS)).equals(table)
+    assert rated.schema.field("charge_fen").type == pa.int64()
+    reason, charge = rated.column("reason"), rated.column("charge_fen")
+    assert reason.null_count + charge.null_count == len(rated)  # exactly one of them is set
+    assert 0 < charge.null_count < len(rated)
+
+
+def test_the_per_key_rate_totals_give_charge_fen_for_every_duration(
+    rater: Rater, batch_rater: BatchRater
+) -> None:
+    batch_rater.rate(generate_cdrs(rater, 20_000, seed=3))
+    keys = np.flatnonzero(batch_rater._known & (batch_rater._rejection < 0))
+    assert len(keys) > 100
+    durations = np.arange(0, 400, dtype=np.int64)
+    for key in keys.tolist():
+        pricing = rater.pricing(batch_rater._case(key))
+        got = batch_rater._charge(np.full(len(durations), key), durations)
+        assert got.tolist() == [charge_fen(pricing, int(d)) for d in durations]
+
+
+def test_an_empty_table_and_absent_columns(rater: Rater) -> None:
+    assert rate_batch(pa.Table.from_pylist([], schema=SCHEMA), rater).num_rows == 0
+    table = pa.table(
+        {
+            "caller": ["13800138000", "13800138000"],
+            "callee": ["02188001234", "10086"],
+            "start": ["2010-03-01T10:00:00+08:00", "2010-03-01T10:00:00"],
+            "duration_s": [125, 30],
+        }
+    )
+    rated = rate_batch(table, rater, default_plan="gotone")
+    assert rated.column("charge_fen").to_pylist() == [126, 0]
+    assert rate_batch(table, rater).column("reason").to_pylist() == ["plan.missing"] * 2
+
+
+def test_registry_profiles_and_default_plan_match_the_per_call_path(rater: Rater) -> None:
+    subscribers = {
+        "13800138000": SubscriberProfile("easyown_easy", packages=("ld_night",)),
+        "13900139000": SubscriberProfile("mzone", home_area="21"),
+        "13700137000": SubscriberProfile("nonexistent"),
+        "13600136000": SubscriberProfile("gotone", home_area="999999"),
+    }
+    rows = [
+        {"caller": caller, "callee": callee, "start": start, "duration_s": 95, **extra}
+        for caller in [*subscribers, "+8613500135000", "13500135000"]
+        for callee in ("02188001234", "01088001234", "88001234")
+        for start in ("2010-03-01T23:30:00+08:00", "2009-03-01T10:00:00Z")
+        for extra in ({}, {"plan": "gotone"}, {"packages": []}, {"visited_area": "021"})
+    ]
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    for default_plan in (None, "easyown"):
+        rated = rate_batch(table, rater, subscribers=subscribers, default_plan=default_plan)
+        expected = []
+        for raw in table.to_pylist():
+            number = raw["caller"].removeprefix("+86")
+            profile = subscribers.get(number) or (
+                SubscriberProfile(default_plan) if default_plan else None
+            )
+            expected.append(scalar_outcome(rater, raw, profile))
+        assert batch_outcomes(rated) == expected
+
+
+def test_text_durations_and_wrong_column_types(rater: Rater) -> None:
+    base = {"caller": "13800138000", "callee": "02188001234", "plan": "gotone"}
+    start = "2010-03-01T10:00:00+08:00"
+    text = pa.table(
+        {
+            **{k: [v] * 4 for k, v in base.items()},
+            "start": [start] * 4,
+            "duration_s": ["125", "12a", "", None],
+        }
+    )
+    assert rate_batch(text, rater).column("reason").to_pylist() == [
+        None,
+        "duration_s.invalid",
+        "duration_s.invalid",
+        "duration_s.missing",
+    ]
+    typed = pa.table(
+        {
+            "caller": pa.array([13800138000]),
+            "callee": ["02188001234"],
+            "start": [start],
+            "duration_s": pa.array([1.5]),
+            "plan": ["gotone"],
+        }
+    )
+    assert rate_batch(typed, rater).column("reason").to_pylist() == ["caller.invalid"]
+    raw = typed.to_pylist()[0]
+    assert scalar_outcome(rater, raw)[4] == "caller.invalid"
+
+
+DIGITS = st.text(alphabet="0123456789", max_size=16)
+CALLEES = st.one_of(
+    st.builds(
+        lambda prefix, digits: prefix + digits,
+        st.sampled_from(
+            [
+                "",
+                "17951",
+                "12593",
+                "+",
+                "00",
+                "0",
+                "86",
+                "+86",
+                "0086",
+                "861",
+                "1",
+                "160",
+                "168",
+                "95",
+                "001",
+                "007",
+                "00852",
+                "+1",
+                "00870",
+                "+8816",
+                "021",
+                "010",
+                "0755",
+                "0123",
+                "1795100",
+                "12593+",
+                "17951+86",
+            ]
+        ),
+        DIGITS,
+    ),
+    st.text(alphabet="0123456789+ aZ٣", max_size=34),
+    st.none(),
+)
+CALLERS = st.one_of(
+    st.builds(
+        lambda prefix, digits: prefix + digits,
+        st.sampled_from(["", "+86", "86", "0086", "+", "1380013", "1", "8613"]),
+        DIGITS,
+    ),
+    st.sampled_from(["13800138000", "+8613800138000", "0086139001390000", "1380013800a"]),
+    st.none(),
+)
+STARTS = st.one_of(
+    st.builds(
+        lambda y, mo, d, sep, h, mi, s, frac, zone: (
+            f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}{frac}{zone}"
+        ),
+        st.sampled_from([1, 2008, 2009, 2010, 2011, 2012, 9999]),
+        st.integers(0, 13),
+        st.integers(0, 32),
+        st.sampled_from(["T", "t", " ", "_"]),
+        st.integers(0, 24),
+        st.integers(0, 60),
+        st.integers(0, 60),
+        st.sampled_from(["", ".", ".5", ".123456789", ".1234567890", ".x"]),
+        st.sampled_from(["", "Z", "z", "+08:00", "-05:30", "+00:99", "+23:59", "+24:00", "+8"]),
+    ),
+    st.text(max_size=40),
+    st.none(),
+)
+VISITED = st.one_of(
+    st.sampled_from(
+        ["", "0", "021", "21", "20", "852", "+852", "00852", "0999", "0123", "10", "010", "0755"]
+    ),
+    st.text(alphabet="0123456789+a", max_size=5),
+    st.none(),
+)
+RECORDS = st.fixed_dictionaries(
+    {
+        "id": st.none() | st.text(max_size=3),
+        "caller": CALLERS,
+        "callee": CALLEES,
+        "start": STARTS,
+        "duration_s": st.none() | st.integers(-2, 90_000),
+        "type": st.sampled_from([None, "originating", "terminating", "forwarded", "ORIGINATING"]),
+        "forward_kind": st.sampled_from([None, "unconditional", "conditional", "busy"]),
+        "visited_area": VISITED,
+        "plan": st.sampled_from([None, "", "gotone", "mzone", "easyown_easy", "x" * 65, "vip"]),
+        "packages": st.sampled_from([None, [], ["ld_night"], ["other"], [""], ["ld_night", None]]),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(RECORDS, min_size=1, max_size=40))
+def test_odd_records_rate_identically_both_ways(
+    rater: Rater, batch_rater: BatchRater, records: list[dict[str, Any]]
+) -> None:
+    table = pa.Table.from_pylist(records, schema=SCHEMA)
+    assert_same(rater, table, batch_rater.rate(table))
