@@ -56,6 +56,34 @@ def _numbering_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rate(args: argparse.Namespace) -> int:
+    from service.batchio import progress_bar, rate_file
+
+    summary = rate_file(
+        args.input,
+        args.output,
+        load_rater(args.tariffs),
+        rejected=args.rejected,
+        batch_rows=args.batch_rows,
+        default_plan=args.default_plan,
+        require_id=args.require_id,
+        progress=progress_bar(sys.stderr) if sys.stderr.isatty() else None,
+    )
+    print(summary.line())
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from service.bench import apply_single_thread, run_bench
+
+    apply_single_thread()
+    result = run_bench(
+        load_rater(args.tariffs), args.rows, seed=args.seed, scalar_rows=args.scalar_rows
+    )
+    print("\n".join(result.lines()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every `callrate` subcommand."""
     parser = argparse.ArgumentParser(prog="callrate", description=__doc__)
@@ -78,6 +106,33 @@ def build_parser() -> argparse.ArgumentParser:
         "build", help="regenerate tariffs/numbering from phonenumbers"
     )
     build.set_defaults(handler=_numbering_build)
+
+    rate = commands.add_parser(
+        "rate", help="rate a Parquet, CSV or NDJSON file of CDRs with the batch path"
+    )
+    rate.add_argument("input", type=Path, help="CDR file: .parquet, .csv or .ndjson")
+    rate.add_argument("-o", "--output", type=Path, required=True, help="rated rows (same formats)")
+    rate.add_argument(
+        "--rejected", type=Path, default=None, help="rejected rows (default: OUT.rejected.EXT)"
+    )
+    rate.add_argument("--batch-rows", type=int, default=131_072, help="rows per record batch")
+    rate.add_argument("--default-plan", default=None, help="plan for rows without one")
+    rate.add_argument("--require-id", action="store_true", help="reject rows without an id")
+    rate.set_defaults(handler=_rate)
+
+    bench = commands.add_parser(
+        "bench", help="time the per-call and batch paths on generated CDRs (one core)"
+    )
+    bench.add_argument("--rows", type=int, default=2_000_000, help="CDRs to generate")
+    bench.add_argument("--seed", type=int, default=0, help="generator seed")
+    bench.add_argument(
+        "--scalar-rows", type=int, default=100_000, help="rows timed on the per-call path"
+    )
+    bench.set_defaults(handler=_bench)
+
+    from service.serve import add_service_commands
+
+    add_service_commands(commands)
     return parser
 
 

@@ -1,0 +1,141 @@
+"""`callrate serve`, `callrate db upgrade`, `callrate keys`: running the service."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from service.config import Settings, get_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = get_settings()
+    if getattr(args, "tariffs", None) is not None:
+        settings = settings.model_copy(update={"tariffs_dir": args.tariffs})
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.db.migrate import upgrade
+    from service.db.session import make_engine, make_sessionmaker
+    from service.flows import utcnow
+    from service.main import create_app, print_new_keys
+    from service.rating import load_rater
+    from service.rating.tariff import TariffError
+    from service.security import ensure_keys, parse_api_keys
+
+    settings = _settings(args)
+    try:
+        rater = load_rater(settings.tariffs_dir)  # a bad tariff file stops the start here
+        parse_api_keys(settings.api_keys)
+    except (TariffError, ValueError) as exc:
+        print(f"callrate: cannot start: {exc}", file=sys.stderr)
+        return 2
+    url = settings.effective_database_url
+    upgrade(url=url, migrations_dir=settings.migrations_dir)
+    if not settings.api_keys:
+        engine = make_engine(url, pool_size=1, sqlite_synchronous=settings.sqlite_synchronous)
+        with make_sessionmaker(engine).begin() as session:
+            print_new_keys(ensure_keys(session, now=utcnow()))
+        engine.dispose()
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    workers = args.workers or settings.workers
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": False,  # uvicorn's access log holds raw paths, and paths hold numbers
+        "log_level": "info",
+    }
+    if workers > 1:
+        # each worker process builds its own app from the same environment
+        os.environ["CALLRATE_TARIFFS_DIR"] = str(settings.tariffs_dir)
+        uvicorn.run("service.main:create_app", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_app(settings, rater=rater), **options)
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from service.db.migrate import upgrade
+
+    settings = _settings(args)
+    url = args.url or settings.effective_database_url
+    upgrade(url=url, migrations_dir=settings.migrations_dir)
+    print("callrate: database is at the newest revision")
+    return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from service.db.migrate import upgrade
+    from service.db.session import make_engine, make_sessionmaker
+    from service.flows import utcnow
+    from service.security import create_key
+
+    settings = _settings(args)
+    url = settings.effective_database_url
+    upgrade(url=url, migrations_dir=settings.migrations_dir)
+    engine = make_engine(url, pool_size=1)
+    with make_sessionmaker(engine).begin() as session:
+        key, actor = create_key(session, role=args.role, now=utcnow())
+    engine.dispose()
+    print(f"{actor.role}={key}  (key id {actor.key_id}; shown once, only its hash is stored)")
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from service.db import repository
+    from service.db.session import make_engine, make_sessionmaker
+
+    settings = _settings(args)
+    engine = make_engine(settings.effective_database_url, pool_size=1)
+    with make_sessionmaker(engine)() as session:
+        for row in repository.all_api_keys(session):
+            print(f"{row.key_id}  {row.role}  {row.created_at.isoformat()}")
+    engine.dispose()
+    return 0
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from service.loadtest import run
+
+    return run(args)
+
+
+def add_service_commands(commands: Any) -> None:
+    """Add serve, db, keys and loadtest to the `callrate` subcommands."""
+    from service.security import ROLES
+
+    serve = commands.add_parser(
+        "serve", help="migrate the database, load the tariffs and serve the HTTP API"
+    )
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (default 1)")
+    serve.set_defaults(handler=_serve)
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_upgrade = db_commands.add_parser("upgrade", help="run the Alembic migrations")
+    db_upgrade.add_argument("--url", default=None, help="database URL (default: settings)")
+    db_upgrade.set_defaults(handler=_db_upgrade)
+
+    keys = commands.add_parser("keys", help="API keys (stored hashed)")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_commands.add_parser("create", help="make a key for a role and print it once")
+    create.add_argument("role", choices=ROLES)
+    create.set_defaults(handler=_keys_create)
+    listing = keys_commands.add_parser("list", help="key ids and roles")
+    listing.set_defaults(handler=_keys_list)
+
+    from service.loadtest import add_arguments
+
+    loadtest = commands.add_parser(
+        "loadtest", help="measure ingestion throughput or quote latency against a local server"
+    )
+    add_arguments(loadtest)
+    loadtest.set_defaults(handler=_loadtest)
