@@ -128,19 +128,21 @@ def _np_bool(array: pa.Array) -> Bools:
     return np.asarray(array.fill_null(False).to_numpy(zero_copy_only=False), dtype=np.bool_)
 
 
-def _text(array: pa.Array, width: int) -> _Text:
+def _text(array: pa.Array, cap: int, *, min_width: int = 1) -> _Text:
+    """The column as a byte matrix as wide as its longest ASCII value up to `cap`."""
     n = len(array)
     present = _np_bool(array.is_valid())
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        blank = np.full((n, width), ord(" "), dtype=np.uint8)
+        blank = np.full((n, min_width), ord(" "), dtype=np.uint8)
         zeros = np.zeros(n, dtype=np.int64)
         return _Text(blank, zeros, present, False, np.zeros(n, dtype=np.bool_))
     if pa.types.is_large_string(array.type):
         array = array.cast(pa.string())
     length = np.asarray(pc.utf8_length(array).fill_null(0).to_numpy(), dtype=np.int64)
     ascii_rows = _np_bool(pc.string_is_ascii(array))
-    fits = ascii_rows & (length <= width)
-    chars = _fixed_width(array, fits, length, width)
+    fits = ascii_rows & (length <= cap)
+    widest = int(length.max(where=fits, initial=0)) if n else 0
+    chars = _fixed_width(array, fits, length, max(widest, min_width))
     return _Text(chars, length, present, True, ascii_rows)
 
 
@@ -149,20 +151,14 @@ def _fixed_width(array: pa.Array, fits: Bools, length: I64, width: int) -> Bytes
     n = len(array)
     if n == 0:
         return np.zeros((0, width), dtype=np.uint8)
-    first = int(length[0])
-    if array.null_count == 0 and bool(fits.all()) and bool((length == first).all()):
+    if array.null_count == 0 and bool(fits.all()) and bool((length == width).all()):
         # Common case (callers, timestamps of one format): the data buffer already is the matrix.
         offsets = np.frombuffer(
             array.buffers()[1], dtype=np.int32, count=n + 1, offset=array.offset * 4
         )
         data = np.frombuffer(array.buffers()[2], dtype=np.uint8)
         base = int(offsets[0])
-        matrix = data[base : base + n * first].reshape(n, first)
-        if first == width:
-            return matrix
-        padded = np.full((n, width), ord(" "), dtype=np.uint8)
-        padded[:, :first] = matrix
-        return padded
+        return data[base : base + n * width].reshape(n, width)
     cleaned = pc.if_else(pa.array(fits), array, "")
     padded_text = pc.utf8_rpad(cleaned, width=width, padding=" ").cast(pa.binary(width))
     raw = np.frombuffer(padded_text.buffers()[1], dtype=np.uint8)
@@ -170,28 +166,34 @@ def _fixed_width(array: pa.Array, fits: Bools, length: I64, width: int) -> Bytes
 
 
 class _Digits:
-    """Per-row reads of a byte matrix at per-row positions."""
+    """Per-row reads of a byte matrix at per-row positions.
+
+    A position past a row's end reads padding or a neighbour's byte, never out of bounds
+    (`take(mode="clip")`): every such read is masked by a length check of the caller.
+    """
 
     def __init__(self, chars: Bytes2D) -> None:
         self.chars = chars
-        self.rows = np.arange(chars.shape[0])
-        self.last = chars.shape[1] - 1
+        self.flat = chars.reshape(-1)
+        self.width = chars.shape[1]
+        self.base = np.arange(chars.shape[0], dtype=np.int64) * self.width
 
     def char(self, position: I64 | int) -> npt.NDArray[np.uint8]:
-        """Byte at a per-row position (clipped: callers mask rows where it is out of range)."""
+        """Byte at a per-row position."""
         if isinstance(position, int):
-            return self.chars[:, min(max(position, 0), self.last)]
-        return self.chars[self.rows, np.clip(position, 0, self.last)]
+            return self.chars[:, min(max(position, 0), self.width - 1)]
+        byte: npt.NDArray[np.uint8] = self.flat.take(self.base + position, mode="clip")
+        return byte
 
     def digit(self, position: I64 | int) -> I64:
         """Digit value at a per-row position; non-digits give values outside 0-9."""
         return self.char(position).astype(np.int64) - _ZERO
 
     def number(self, position: I64 | int, count: int) -> I64:
-        """Decimal value of `count` digits from a per-row position."""
-        value = np.zeros(self.chars.shape[0], dtype=np.int64)
-        for offset in range(count):
-            value = value * 10 + np.clip(self.digit(position + offset), 0, 9)
+        """Decimal value of `count` digits from a per-row position (garbage for non-digits)."""
+        value = self.digit(position)
+        for offset in range(1, count):
+            value = value * 10 + self.digit(position + offset)
         return value
 
 
@@ -201,6 +203,14 @@ def _non_digits(chars: Bytes2D, length: I64) -> I64:
     padding: I64 = chars.shape[1] - length
     count: I64 = np.count_nonzero(non_digit, axis=1).astype(np.int64) - padding
     return count
+
+
+def _starts_with(chars: Bytes2D, prefix: str) -> Bools:
+    """Rows whose first bytes are `prefix` (column by column: cheaper than a row reduce)."""
+    match: Bools = chars[:, 0] == ord(prefix[0])
+    for position, char in enumerate(prefix[1:], start=1):
+        match &= chars[:, position] == ord(char)
+    return match
 
 
 def _in_window(second: I64, start: int, until: int) -> Bools:
@@ -466,10 +476,10 @@ class _Rows:
                 reject.add((id_len < 1) | (id_len > MAX_ID_CHARS), "id.invalid")
             else:
                 reject.add(np.ones(n, dtype=np.bool_), "id.invalid")
-        caller_text = _text(_column(data, "caller"), CALLER_WIDTH)
+        caller_text = _text(_column(data, "caller"), CALLER_WIDTH, min_width=4)
         reject.add(~caller_text.present, "caller.missing")
         caller_prefix = self._caller(caller_text, reject)
-        callee = _text(_column(data, "callee"), MAX_NUMBER_CHARS)
+        callee = _text(_column(data, "callee"), MAX_NUMBER_CHARS, min_width=IP_PREFIX_LEN)
         reject.add(~callee.present, "callee.missing")
         reject.add(~np.bool_(callee.is_text) & callee.present, "callee.invalid_characters")
         epoch = self._start(reject)
@@ -591,10 +601,7 @@ class _Rows:
         chars, length = text.chars, text.length
         skip = np.zeros(self.n, dtype=np.int64)
         for prefix in CHINA_PREFIXES:
-            raw = np.frombuffer(prefix.encode(), dtype=np.uint8)
-            matches = (length == len(prefix) + MOBILE_LEN) & (chars[:, : len(raw)] == raw).all(
-                axis=1
-            )
+            matches = (length == len(prefix) + MOBILE_LEN) & _starts_with(chars, prefix)
             skip = np.where((skip == 0) & matches, len(prefix), skip)
         digits = _Digits(chars)
         non_digit = _non_digits(chars, length)
@@ -617,51 +624,60 @@ class _Rows:
         reject.add(~text.present, "start.missing")
         if pa.types.is_timestamp(column.type):
             raise TypeError("start must be RFC 3339 text, as in SPEC §3.1")
-        chars, length = text.chars, text.length
-        upper = np.where((chars >= ord("a")) & (chars <= ord("z")), chars - np.uint8(32), chars)
-        d = upper.astype(np.int64) - _ZERO
-        is_digit = (d >= 0) & (d <= 9)
-        shape = is_digit[:, [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]].all(axis=1)
-        shape &= (upper[:, 4] == ord("-")) & (upper[:, 7] == ord("-"))
-        shape &= (upper[:, 10] == ord("T")) | (upper[:, 10] == ord(" "))
-        shape &= (upper[:, 13] == ord(":")) & (upper[:, 16] == ord(":"))
-        has_fraction = upper[:, 19] == ord(".")
+        length = text.length
+        digits = _Digits(text.chars)
+
+        def digit(position: int) -> npt.NDArray[np.int16]:
+            return digits.char(position).astype(np.int16) - np.int16(_ZERO)
+
+        def is_digit(position: int) -> Bools:
+            digit_byte: Bools = (digits.char(position) - np.uint8(_ZERO)) <= 9
+            return digit_byte
+
+        def letter(position: int | I64, upper: str) -> Bools:
+            # RFC 3339 letters may be lower case (parse_start upper-cases the text).
+            char = digits.char(position)
+            either: Bools = (char == ord(upper)) | (char == ord(upper.lower()))
+            return either
+
+        shape = is_digit(0)
+        for position in (1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
+            shape &= is_digit(position)
+        shape &= (digits.char(4) == ord("-")) & (digits.char(7) == ord("-"))
+        shape &= letter(10, "T") | (digits.char(10) == ord(" "))
+        shape &= (digits.char(13) == ord(":")) & (digits.char(16) == ord(":"))
+        has_fraction = digits.char(19) == ord(".")
         fraction = np.zeros(self.n, dtype=np.int64)
-        run = has_fraction.copy()
-        for position in range(20, 30):
-            run &= is_digit[:, min(position, START_WIDTH - 1)] & (position < length)
-            fraction += run
+        if has_fraction.any():
+            run = has_fraction.copy()
+            for position in range(20, 30):
+                run &= is_digit(position) & (position < length)
+                fraction += run
         shape &= ~has_fraction | ((fraction >= 1) & (fraction <= 9))
         zone = 19 + np.where(has_fraction, 1 + fraction, 0)
-        digits = _Digits(upper)
         zone_char = digits.char(zone)
         no_zone = length == zone
-        utc = (length == zone + 1) & (zone_char == ord("Z"))
+        utc = (length == zone + 1) & letter(zone, "Z")
+        zone_digits = [digits.digit(zone + k) for k in (1, 2, 4, 5)]
         signed = (
             (length == zone + 6)
             & ((zone_char == ord("+")) | (zone_char == ord("-")))
-            & (digits.digit(zone + 1) <= 9)
-            & (digits.digit(zone + 1) >= 0)
-            & (digits.digit(zone + 2) <= 9)
-            & (digits.digit(zone + 2) >= 0)
             & (digits.char(zone + 3) == ord(":"))
-            & (digits.digit(zone + 4) <= 9)
-            & (digits.digit(zone + 4) >= 0)
-            & (digits.digit(zone + 5) <= 9)
-            & (digits.digit(zone + 5) >= 0)
         )
+        for value in zone_digits:
+            signed &= (value >= 0) & (value <= 9)
         shape &= no_zone | utc | signed
-        year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
-        month = d[:, 5] * 10 + d[:, 6]
-        day = d[:, 8] * 10 + d[:, 9]
-        hour = d[:, 11] * 10 + d[:, 12]
-        minute = d[:, 14] * 10 + d[:, 15]
-        second = d[:, 17] * 10 + d[:, 18]
+        year = digit(0).astype(np.int64) * 1000 + digit(1) * 100 + digit(2) * 10 + digit(3)
+        month = digit(5) * 10 + digit(6)
+        day = digit(8) * 10 + digit(9)
+        hour = (digit(11) * 10 + digit(12)).astype(np.int64)
+        minute = (digit(14) * 10 + digit(15)).astype(np.int64)
+        second = (digit(17) * 10 + digit(18)).astype(np.int64)
         leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
         month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
-        last_day = month_days[np.clip(month - 1, 0, 11)] + (leap & (month == 2))
-        offset_minutes = np.clip(digits.number(zone + 1, 2), 0, 99) * 60 + np.clip(
-            digits.number(zone + 4, 2), 0, 99
+        last_day = month_days.take(month - 1, mode="clip") + (leap & (month == 2))
+        offset_minutes = (zone_digits[0] * 10 + zone_digits[1]) * 60 + (
+            zone_digits[2] * 10 + zone_digits[3]
         )
         valid = (
             text.is_text
@@ -682,7 +698,9 @@ class _Rows:
         sign = np.where(zone_char == ord("-"), -1, 1)
         offset_s = np.where(no_zone, DEFAULT_OFFSET_S, np.where(utc, 0, sign * offset_minutes * 60))
         days = _days_from_civil(
-            np.where(valid, year, 1970), np.where(valid, month, 1), np.where(valid, day, 1)
+            np.where(valid, year, 1970),
+            np.where(valid, month, 1).astype(np.int64),
+            np.where(valid, day, 1).astype(np.int64),
         )
         epoch: I64 = days * SECONDS_PER_DAY + hour * 3600 + minute * 60 + second - offset_s
         return epoch
@@ -781,7 +799,14 @@ class _Rows:
         bits = np.where(item_names.index >= 0, np.left_shift(1, np.maximum(item_names.index, 0)), 0)
         row_bits = np.zeros(self.n, dtype=np.int64)
         np.bitwise_or.at(row_bits, parents, bits.astype(np.int64))
-        unique_bits, row_set = np.unique(row_bits, return_inverse=True)
+        # Sets are bit masks below 2**count: a dense table maps each to its position.
+        unique_bits = np.flatnonzero(np.bincount(row_bits, minlength=1))
+        if count > 20:
+            unique_bits, row_set = np.unique(row_bits, return_inverse=True)
+        else:
+            position = np.zeros(1 << count, dtype=np.int64)
+            position[unique_bits] = np.arange(len(unique_bits))
+            row_set = position[row_bits]
         self.package_sets = [
             tuple(item_names.values[i] for i in range(count) if int(mask) >> i & 1)
             for mask in unique_bits.tolist()
@@ -809,13 +834,10 @@ class _Rows:
         return np.where(hit, order[found] + 1, 0).astype(np.int64), profiles
 
     def _caller_number(self) -> I64:
-        text = _text(_column(self.data, "caller"), CALLER_WIDTH)
+        text = _text(_column(self.data, "caller"), CALLER_WIDTH, min_width=4)
         skip = np.zeros(self.n, dtype=np.int64)
         for prefix in CHINA_PREFIXES:
-            raw = np.frombuffer(prefix.encode(), dtype=np.uint8)
-            matches = (text.length == len(prefix) + MOBILE_LEN) & (
-                text.chars[:, : len(raw)] == raw
-            ).all(axis=1)
+            matches = (text.length == len(prefix) + MOBILE_LEN) & _starts_with(text.chars, prefix)
             skip = np.where((skip == 0) & matches, len(prefix), skip)
         return _Digits(text.chars).number(skip, MOBILE_LEN)
 
@@ -905,8 +927,7 @@ def _classify_callee(r: BatchRater, callee: _Text, rows: Bools, reject: _Rejecti
     for index, dial_kind in enumerate(DIALS):
         if dial_kind is Dial.DIRECT:
             continue
-        raw = np.frombuffer(dial_kind.value.encode(), dtype=np.uint8)
-        matches = (length > IP_PREFIX_LEN) & (chars[:, :IP_PREFIX_LEN] == raw).all(axis=1)
+        matches = (length > IP_PREFIX_LEN) & _starts_with(chars, dial_kind.value)
         dial = np.where(matches, index, dial)
     start = np.where(dial > 0, IP_PREFIX_LEN, 0)
     rest_len = length - start
@@ -1022,7 +1043,9 @@ def _classify_callee(r: BatchRater, callee: _Text, rows: Bools, reject: _Rejecti
     # Area code + subscriber or service number.
     is_area_row = area_at >= 0
     fail(is_area_row & (area_len < 3), "callee.invalid_number")
-    code_area = numbering.area_by_digits[digits.number(area_at, 3)].astype(np.int64)
+    code_area = numbering.area_by_digits.take(digits.number(area_at, 3), mode="clip").astype(
+        np.int64
+    )
     fail(is_area_row & (code_area == NO_INDEX), "callee.unknown_area_code")
     code_first = digits.digit(area_at)
     code_len = np.where(
@@ -1043,7 +1066,9 @@ def _classify_callee(r: BatchRater, callee: _Text, rows: Bools, reject: _Rejecti
     for offset in range(3):
         value = np.where(offset < foreign_len, np.clip(digits.digit(intl_start + offset), 0, 9), 0)
         head = head * 10 + value
-    cc_len = np.where(foreign_len > 0, numbering.country_code_len[head].astype(np.int64), 0)
+    cc_len = np.where(
+        foreign_len > 0, numbering.country_code_len.take(head, mode="clip").astype(np.int64), 0
+    )
     fail(foreign_rows & ((cc_len == 0) | (foreign_len < cc_len)), "callee.unknown_country_code")
     fail(
         foreign_rows
@@ -1052,16 +1077,18 @@ def _classify_callee(r: BatchRater, callee: _Text, rows: Bools, reject: _Rejecti
     )
     country = head // np.power(10, 3 - np.clip(cc_len, 1, 3))
     satellite = foreign_rows & (cc_len == 3) & np.isin(head, [int(c) for c in SATELLITE_CODES])
-    split = foreign_rows & ~satellite & r.split_code[country]
+    split = foreign_rows & ~satellite & r.split_code.take(country, mode="clip")
     fail(
         split & (cc_len == 1) & (country == 1) & (foreign_len - cc_len != NANP_NATIONAL_DIGITS),
         "callee.invalid_foreign_length",
     )
-    split_region = numbering.split_region[
-        country * 1000 + digits.number(intl_start + cc_len, 3)
-    ].astype(np.int64)
+    split_region = numbering.split_region.take(
+        country * 1000 + digits.number(intl_start + cc_len, 3), mode="clip"
+    ).astype(np.int64)
     fail(split & (split_region == NO_INDEX), "callee.unassigned_nanp_area")
-    region = np.where(split, split_region, numbering.country_region[country].astype(np.int64))
+    region = np.where(
+        split, split_region, numbering.country_region.take(country, mode="clip").astype(np.int64)
+    )
     # classify indexes regions[...] with Python semantics, where -1 is the last region.
     region = np.where(region < 0, region + len(numbering.regions), region)
     region = np.where(satellite, r.satellite_region, region)
