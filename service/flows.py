@@ -160,8 +160,9 @@ def record_result(index: int, outcome: Outcome) -> dict[str, Any]:
     result: dict[str, Any] = {"index": index, "id": outcome.id, "result": outcome.result}
     if outcome.charge_fen is not None:
         result["charge_fen"] = outcome.charge_fen
-    if outcome.rating is not None:
-        result["rating"] = outcome.rating.to_dict()
+    if outcome.rating is not None:  # the switch needs the charge; GET /v1/cdrs/{id} has the rest
+        result["call_class"] = outcome.rating.call_class
+        result["tariff"] = outcome.rating.tariff
     if outcome.rejection is not None:
         result.update(
             field=outcome.rejection.field,

@@ -1,8 +1,11 @@
-"""Request dependencies as Annotated aliases: session, rater, settings, metrics, actors, body."""
+"""Request dependencies as Annotated aliases: session, rater, settings, metrics, actors, body.
+
+The ones that do no I/O are `async def` so they run on the event loop, not in a thread hop.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -31,19 +34,19 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_rater(request: Request) -> Rater:
+async def get_rater(request: Request) -> Rater:
     """The tariffs and numbering loaded at start."""
     rater: Rater = request.app.state.rater
     return rater
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     """The app's metrics."""
     metrics: Metrics = request.app.state.metrics
     return metrics
@@ -56,10 +59,10 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-def require(role: str) -> Callable[..., Actor]:
+def require(role: str) -> Callable[..., Awaitable[Actor]]:
     """Dependency: the caller's key must be valid (401) and allow `role` (403)."""
 
-    def dependency(
+    async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Actor:

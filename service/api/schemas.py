@@ -69,7 +69,8 @@ class RecordResult(BaseModel):
     id: str | None
     result: Result
     charge_fen: int | None = None
-    rating: RatingOut | None = None
+    call_class: str | None = Field(default=None, description="when rated")
+    tariff: str | None = Field(default=None, description="version that rated it, when rated")
     field: str | None = None
     code: str | None = None
     reason: str | None = None

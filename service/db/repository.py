@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.db.models import ApiKey, AuditRow, Cdr, RatingRow, Subscriber, SuspenseRow
+from service.db.models import ApiKey, AuditRow, Base, Cdr, RatingRow, Subscriber, SuspenseRow
 
 # Bound parameters per IN list: far below SQLite's 32,766 and PostgreSQL's 65,535.
 IN_CHUNK = 5_000
+
+
+def _table(model: type[Base]) -> Table:
+    # Core executemany: the ORM bulk path adds per-row bookkeeping we do not need.
+    return cast(Table, model.__table__)
 
 
 def _chunks(values: Sequence[str], size: int = IN_CHUNK) -> list[Sequence[str]]:
@@ -62,7 +67,7 @@ def insert_cdrs_new(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> s
 def insert_ratings(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> None:
     """Bulk-append ratings (one executemany)."""
     if rows:
-        session.execute(insert(RatingRow), list(rows))
+        session.execute(_table(RatingRow).insert(), list(rows))
 
 
 def next_rating_seqs(session: Session, *, cdr_ids: Sequence[str]) -> dict[str, int]:
@@ -81,7 +86,7 @@ def next_rating_seqs(session: Session, *, cdr_ids: Sequence[str]) -> dict[str, i
 def insert_suspense(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> None:
     """Bulk-insert rejected records (one executemany)."""
     if rows:
-        session.execute(insert(SuspenseRow), list(rows))
+        session.execute(_table(SuspenseRow).insert(), list(rows))
 
 
 def open_suspense_record_ids(session: Session, *, record_ids: Sequence[str]) -> set[str]:

@@ -51,7 +51,7 @@ def test_batch_rates_stores_and_answers_per_record(api: Api) -> None:
         (2, "c", "rejected"),
     ]
     assert results[0]["charge_fen"] == 126
-    assert results[0]["rating"]["rules"]
+    assert results[0]["call_class"] == "domestic_ld"
     assert results[1]["charge_fen"] == 0
     assert results[2]["field"] == "callee"
     assert results[2]["code"] == "callee.invalid_characters"
@@ -67,7 +67,7 @@ def test_retried_batch_is_duplicate_and_writes_nothing(api: Api) -> None:
     assert [r.get("charge_fen") for r in retry["results"][:2]] == [
         r["charge_fen"] for r in first["results"][:2]
     ]
-    assert "rating" not in retry["results"][0]
+    assert "call_class" not in retry["results"][0]
     assert table_counts(api) == counts_after_first
 
 
