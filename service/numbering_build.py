@@ -17,6 +17,7 @@ import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumber
 from phonenumbers.carrierdata import CARRIER_DATA
 from phonenumbers.geodata import GEOCODE_DATA
+from phonenumbers.geodata.locale import LOCALE_DATA
 
 from service.rating.numbering import (
     AREAS_FILE,
@@ -250,6 +251,17 @@ def _split_region(code: int, regions: tuple[str, ...], following: str) -> str | 
     return regions[0]
 
 
+def region_name_zh(region: str) -> str:
+    """Chinese name of an ISO region from phonenumbers' locale data ("" when it has none)."""
+    names: dict[str, str] = LOCALE_DATA.get(region, {})
+    name = names.get("zh", "")
+    seen: set[str] = set()
+    while name.startswith("*") and name not in seen:  # "*ja": the same text as for ja
+        seen.add(name)
+        name = names.get(name[1:], "")
+    return "" if name.startswith("*") else name
+
+
 def _header(title: str, columns: str, report_lines: list[str]) -> str:
     lines = [
         f"# {title}",
@@ -296,10 +308,12 @@ def render(aliases_path: Path) -> tuple[dict[str, str], BuildReport]:
     mobile += "".join(f"{a}\t{b}\t{code}\t{net}\n" for a, b, code, net in mobile_rows)
     countries = _header(
         "international prefix (country code, +1/+7 with 3 more digits) -> ISO region",
-        "prefix\tregion",
+        "prefix\tregion\tname_zh",
         [],
     )
-    countries += "".join(f"{prefix}\t{region}\n" for prefix, region in country_rows)
+    countries += "".join(
+        f"{prefix}\t{region}\t{region_name_zh(region)}\n" for prefix, region in country_rows
+    )
     return {AREAS_FILE: areas, MOBILE_FILE: mobile, COUNTRIES_FILE: countries}, report
 
 

@@ -47,12 +47,14 @@ def yuan(fen: int) -> str:
     return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}元"
 
 
-def _situation(case: CallCase) -> str:
+def _situation(case: CallCase, region_zh: str | None) -> str:
     where = ROAMING_ZH[case.roaming]
     if case.leg is Leg.TERMINATING:
         return f"{where}接听来电"
     assert case.destination is not None
     target = DESTINATION_ZH[case.destination]
+    if region_zh and case.destination is not Destination.SATELLITE:
+        target += f"（{region_zh}）"
     if case.leg is Leg.FORWARDED:
         kind = "无条件" if case.forward_kind is ForwardKind.UNCONDITIONAL else "有条件"
         return f"{where}设置{kind}呼叫转移，转接到{target}"
@@ -84,9 +86,11 @@ def explain(
     rules: tuple[str, ...],
     duration_s: int,
     charge_fen: int,
+    region_zh: str | None = None,
 ) -> str:
     """One paragraph: tariff, situation, each charged part, the rules, the total in 元."""
-    head = f"按{tariff.name}（{tariff.version}）计费：您{_situation(case)}，通话{duration_s}秒。"
+    situation = _situation(case, region_zh)
+    head = f"按{tariff.name}（{tariff.version}）计费：您{situation}，通话{duration_s}秒。"
     if duration_s == 0:
         return head + "通话未接通，不收费，合计0.00元。"
     parts = [

@@ -54,6 +54,7 @@ class NumberingPlan:
     country_code_len: npt.NDArray[np.int8]  # first 3 international digits -> cc length
     split_region: Int16Array  # cc * 1000 + 3 following digits -> region (for +1 / +7)
     split_codes: frozenset[int]
+    region_names_zh: dict[str, str]  # ISO region -> Chinese name, for explanations
 
     def area_index(self, area_code: str) -> int:
         """Index of an area code written without the trunk 0, or NO_INDEX."""
@@ -127,7 +128,8 @@ def load_numbering(directory: Path) -> NumberingPlan:
     country_code_len = np.zeros(1000, dtype=np.int8)
     split_region = np.full(1000 * 1000, NO_INDEX, dtype=np.int16)
     split_codes: set[int] = set()
-    for prefix, region in country_rows:
+    region_names_zh = {row[1]: row[2] for row in country_rows if row[2]}
+    for prefix, region, _name in country_rows:
         code_digits = prefix if len(prefix) <= 3 else prefix[:-3]
         calling_code = int(code_digits)
         span = 10 ** (3 - len(code_digits))
@@ -154,4 +156,5 @@ def load_numbering(directory: Path) -> NumberingPlan:
         country_code_len=country_code_len,
         split_region=split_region,
         split_codes=frozenset(split_codes),
+        region_names_zh=region_names_zh,
     )

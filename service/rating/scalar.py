@@ -204,17 +204,24 @@ class Rater:
         if len(charged) < len(pricing.components):
             rules = (*rules, "R8")
         tariff = self.book.by_version(case.version)
-        rating_items = items
-        charge = sum(item.amount_fen for item in rating_items)
+        charge = sum(item.amount_fen for item in items)
         return Rating(
             charge_fen=charge,
             call_class=case.call_class,
             dial=case.dial.value,
             roaming=case.roaming.value,
             tariff=tariff.version,
-            items=rating_items,
+            items=items,
             rules=rules,
-            explanation_zh=explain(case, tariff, rating_items, rules, duration, charge),
+            explanation_zh=explain(
+                case,
+                tariff,
+                items,
+                rules,
+                duration,
+                charge,
+                self.numbering.region_names_zh.get(case.region or ""),
+            ),
         )
 
 
