@@ -7,8 +7,8 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ARRAY, String, Table, any_, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from service.db.models import ApiKey, AuditRow, Base, Cdr, RatingRow, Subscriber, SuspenseRow
@@ -20,6 +20,13 @@ IN_CHUNK = 5_000
 def _table(model: type[Base]) -> Table:
     # Core executemany: the ORM bulk path adds per-row bookkeeping we do not need.
     return cast(Table, model.__table__)
+
+
+def _member_of(session: Session, column: Any, values: Sequence[str]) -> Any:
+    """column IN values; on PostgreSQL one array parameter, not one placeholder per value."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("values", list(values), type_=ARRAY(String)))
+    return column.in_(values)
 
 
 def _chunks(values: Sequence[str], size: int = IN_CHUNK) -> list[Sequence[str]]:
@@ -37,7 +44,7 @@ def current_charges(session: Session, *, cdr_ids: Sequence[str]) -> dict[str, in
     for chunk in _chunks(cdr_ids):
         latest = (
             select(RatingRow.cdr_id, func.max(RatingRow.seq).label("seq"))
-            .where(RatingRow.cdr_id.in_(chunk))
+            .where(_member_of(session, RatingRow.cdr_id, chunk))
             .group_by(RatingRow.cdr_id)
             .subquery()
         )
@@ -50,23 +57,59 @@ def current_charges(session: Session, *, cdr_ids: Sequence[str]) -> dict[str, in
     return charges
 
 
+CDR_COLUMNS = (
+    "id", "caller", "callee", "start_epoch_s", "duration_s", "leg", "raw", "received_at"
+)  # fmt: skip
+
+
+def _copy_rows(
+    session: Session, table: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> Any:
+    """COPY rows into a table on the session's own connection (same transaction); a cursor."""
+    connection = session.connection().connection.driver_connection
+    assert connection is not None
+    cursor = connection.cursor()
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(tuple(row[column] for column in columns))
+    return cursor
+
+
 def insert_cdrs_new(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> set[str]:
     """Bulk-insert CDRs, skipping ids already stored (also by a concurrent batch); the ids
     actually inserted."""
     if not rows:
         return set()
-    dialect = session.get_bind().dialect.name
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if session.get_bind().dialect.name == "postgresql":
+        # COPY into a per-connection staging table, then one INSERT ... ON CONFLICT: psycopg
+        # would otherwise parse a statement with one placeholder per value.
+        session.execute(
+            text("CREATE TEMP TABLE IF NOT EXISTS cdrs_incoming (LIKE cdrs) ON COMMIT DELETE ROWS")
+        )
+        cursor = _copy_rows(session, "cdrs_incoming", CDR_COLUMNS, rows)
+        cursor.execute(
+            "INSERT INTO cdrs SELECT * FROM cdrs_incoming ON CONFLICT (id) DO NOTHING RETURNING id"
+        )
+        inserted = {record_id for (record_id,) in cursor.fetchall()}
+        cursor.execute("TRUNCATE cdrs_incoming")
+        cursor.close()
+        return inserted
+    table = _table(Cdr)
     statement = (
-        dialect_insert(Cdr).on_conflict_do_nothing(index_elements=[Cdr.id]).returning(Cdr.id)
+        sqlite.insert(table)
+        .on_conflict_do_nothing(index_elements=[table.c.id])
+        .returning(table.c.id)
     )
-    result = session.execute(statement, list(rows))
-    return set(result.scalars().all())
+    return set(session.execute(statement, list(rows)).scalars().all())
 
 
 def insert_ratings(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Bulk-append ratings (one executemany)."""
-    if rows:
+    """Bulk-append ratings (COPY on PostgreSQL, one executemany on SQLite)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        _copy_rows(session, "ratings", list(rows[0]), rows).close()
+    else:
         session.execute(_table(RatingRow).insert(), list(rows))
 
 
