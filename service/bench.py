@@ -278,7 +278,7 @@ class BenchResult:
     def lines(self) -> list[str]:
         """The report `callrate bench` prints."""
         return [
-            f"rows: {self.rows:,} generated ({self.rejected:,} rejected by both paths' rules)",
+            f"rows: {self.rows:,} generated, {self.rejected:,} of them rejected",
             f"per-call path (Rater.rate_raw, {self.scalar_rows:,} rows): "
             f"{self.scalar_per_s:,.0f} CDRs/s",
             f"batch path (BatchRater.rate, one core): {self.batch_per_s:,.0f} CDRs/s",
