@@ -160,6 +160,8 @@ def _foreign(dial: Dial, digits: str, numbering: NumberingPlan) -> Target:
             raise Rejected("callee.unassigned_nanp_area")
     else:
         region_index = int(numbering.country_region[int(code)])
+        if region_index == NO_INDEX:  # a code length is known only for assigned codes
+            raise Rejected("callee.unknown_country_code")
     region = numbering.regions[region_index]
     kind = Destination.HMT if region in HMT_REGIONS else Destination.INTERNATIONAL
     return Target(dial, kind, False, NO_INDEX, False, region)
