@@ -191,9 +191,10 @@ def _record_id(value: object) -> str | None:
     return None
 
 
-def _rating_row(
+def rating_row(
     cdr_id: str, seq: int, rating: Rating, *, now: datetime, source: str
 ) -> dict[str, Any]:
+    """A ratings-table row for one rating of a CDR (ingest, recycle and re-rating share it)."""
     return {
         "cdr_id": cdr_id,
         "seq": seq,
@@ -287,7 +288,7 @@ def _rate_and_store(
         assert outcome.rating is not None
         if cdr_row["id"] in inserted:
             rating_rows.append(
-                _rating_row(cdr_row["id"], 1, outcome.rating, now=now, source=source)
+                rating_row(cdr_row["id"], 1, outcome.rating, now=now, source=source)
             )
         else:  # a concurrent batch stored the same id first; its charge is the answer
             raced.append(index)
