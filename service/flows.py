@@ -287,9 +287,7 @@ def _rate_and_store(
         assert outcome is not None
         assert outcome.rating is not None
         if cdr_row["id"] in inserted:
-            rating_rows.append(
-                rating_row(cdr_row["id"], 1, outcome.rating, now=now, source=source)
-            )
+            rating_rows.append(rating_row(cdr_row["id"], 1, outcome.rating, now=now, source=source))
         else:  # a concurrent batch stored the same id first; its charge is the answer
             raced.append(index)
     repository.insert_ratings(session, rows=rating_rows)
