@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -84,6 +85,41 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rerate(args: argparse.Namespace) -> int:
+    from service.db.migrate import upgrade
+    from service.db.session import make_engine, make_sessionmaker
+    from service.rerate import job_out, run_job, start_job
+    from service.security import Actor
+
+    settings = get_settings()
+    url = args.url or settings.effective_database_url
+    upgrade(url=url, migrations_dir=settings.migrations_dir)
+    rater = load_rater(args.tariffs)
+    engine = make_engine(url, pool_size=2)
+    sessions = make_sessionmaker(engine)
+    try:
+        with sessions.begin() as session:
+            job = start_job(
+                session,
+                window_from=args.window_from,
+                window_to=args.window_to,
+                dry_run=args.dry_run,
+                actor=Actor(key_id="cli", role="admin"),
+            )
+        job = run_job(sessions, job_id=job.id, rater=rater, default_plan=settings.default_plan)
+        print(job_out(job).model_dump_json(by_alias=True))
+    finally:
+        engine.dispose()
+    return 0 if job.status == "done" else 1
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 timestamp: {text!r}") from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every `callrate` subcommand."""
     parser = argparse.ArgumentParser(prog="callrate", description=__doc__)
@@ -129,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--scalar-rows", type=int, default=100_000, help="rows timed on the per-call path"
     )
     bench.set_defaults(handler=_bench)
+
+    rerate = commands.add_parser(
+        "rerate", help="re-rate stored CDRs that started in [--from, --to) (SPEC §6.3)"
+    )
+    rerate.add_argument("--from", dest="window_from", type=_instant, required=True)
+    rerate.add_argument("--to", dest="window_to", type=_instant, required=True)
+    rerate.add_argument("--dry-run", action="store_true", help="count and sum, write nothing")
+    rerate.add_argument("--url", help="database URL (default: CALLRATE_DATABASE_URL or SQLite)")
+    rerate.set_defaults(handler=_rerate)
 
     from service.serve import add_service_commands
 

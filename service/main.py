@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.api import cdrs, ops, quote, subscribers, suspense
+from service.api import rerate as rerate_api
 from service.config import Settings, get_settings
 from service.db.session import make_engine, make_sessionmaker
 from service.errors import install_error_handlers
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (quote, cdrs, subscribers, suspense, ops):
+    for module in (quote, cdrs, subscribers, suspense, rerate_api, ops):
         app.include_router(module.router)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app

@@ -219,3 +219,30 @@ class Health(BaseModel):
     """Liveness / readiness."""
 
     status: str
+
+
+class RerateRequest(BaseModel):
+    """Re-rate every stored CDR that started in [from, to) under the tariffs now loaded."""
+
+    from_: datetime = Field(alias="from", examples=["2010-01-01T00:00:00+08:00"])
+    to: datetime = Field(examples=["2010-02-01T00:00:00+08:00"], description="exclusive")
+    dry_run: bool = Field(default=False, description="count and sum the changes, write nothing")
+
+
+class RerateJobOut(BaseModel):
+    """A re-rating job: progress, records changed, total delta in fen."""
+
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    dry_run: bool
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime
+    total: int = Field(description="CDRs in the window when the job was created")
+    processed: int
+    changed: int = Field(description="CDRs that got a new rating (charge or version changed)")
+    rejected: int = Field(description="CDRs that no longer rate; their history is kept")
+    delta_fen: int = Field(description="sum of (new charge - old charge) over changed CDRs")
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    error: str | None

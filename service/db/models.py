@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
@@ -116,3 +116,28 @@ class AuditRow(Base):
     detail: Mapped[str | None] = mapped_column(String(128))  # e.g. the CDR id read
 
     __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+
+class RerateJob(Base):
+    """A bulk re-rating over a start-time window: progress, counts and the total delta."""
+
+    __tablename__ = "rerate_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    from_epoch_s: Mapped[int] = mapped_column(BigInteger)
+    to_epoch_s: Mapped[int] = mapped_column(BigInteger)
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(16))  # queued | running | done | failed
+    requested_by: Mapped[str] = mapped_column(String(16))  # key id, or "cli"
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    total: Mapped[int] = mapped_column(BigInteger)  # CDRs in the window when the job started
+    processed: Mapped[int] = mapped_column(BigInteger)
+    changed: Mapped[int] = mapped_column(BigInteger)
+    rejected: Mapped[int] = mapped_column(BigInteger)  # no longer rateable; history kept
+    delta_fen: Mapped[int] = mapped_column(BigInteger)
+    # Resume point: the last (start, id) processed; chunks commit with their ratings.
+    cursor_start_epoch_s: Mapped[int | None] = mapped_column(BigInteger)
+    cursor_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)

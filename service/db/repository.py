@@ -7,11 +7,32 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, String, Table, any_, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from service.db.models import ApiKey, AuditRow, Base, Cdr, RatingRow, Subscriber, SuspenseRow
+from service.db.models import (
+    ApiKey,
+    AuditRow,
+    Base,
+    Cdr,
+    RatingRow,
+    RerateJob,
+    Subscriber,
+    SuspenseRow,
+)
 
 # Bound parameters per IN list: far below SQLite's 32,766 and PostgreSQL's 65,535.
 IN_CHUNK = 5_000
@@ -305,3 +326,70 @@ def list_audit(session: Session, *, after_id: int, limit: int) -> list[AuditRow]
             select(AuditRow).where(AuditRow.id > after_id).order_by(AuditRow.id).limit(limit)
         ).all()
     )
+
+
+# --- re-rating ----------------------------------------------------------------------------
+
+
+def add_rerate_job(session: Session, *, job: RerateJob) -> None:
+    """Store a new re-rating job."""
+    session.add(job)
+    session.flush()
+
+
+def get_rerate_job(session: Session, *, job_id: str) -> RerateJob | None:
+    """One re-rating job by id."""
+    return session.get(RerateJob, job_id)
+
+
+def count_cdrs_between(session: Session, *, from_epoch_s: int, to_epoch_s: int) -> int:
+    """CDRs whose start lies in [from, to)."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(Cdr)
+        .where(Cdr.start_epoch_s >= from_epoch_s, Cdr.start_epoch_s < to_epoch_s)
+    )
+    return int(count or 0)
+
+
+def current_ratings_between(
+    session: Session,
+    *,
+    from_epoch_s: int,
+    to_epoch_s: int,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> list[tuple[str, str, str, int, str, int, int]]:
+    """Next CDRs in [from, to) by (start, id) after `after`, each with its current rating:
+    (id, caller, raw, start_epoch_s, tariff, charge_fen, seq)."""
+    latest = (
+        select(func.max(RatingRow.seq))
+        .where(RatingRow.cdr_id == Cdr.id)
+        .correlate(Cdr)
+        .scalar_subquery()
+    )
+    statement = (
+        select(
+            Cdr.id,
+            Cdr.caller,
+            Cdr.raw,
+            Cdr.start_epoch_s,
+            RatingRow.tariff,
+            RatingRow.charge_fen,
+            RatingRow.seq,
+        )
+        .join(RatingRow, RatingRow.cdr_id == Cdr.id)
+        .where(
+            Cdr.start_epoch_s >= from_epoch_s,
+            Cdr.start_epoch_s < to_epoch_s,
+            RatingRow.seq == latest,
+        )
+        .order_by(Cdr.start_epoch_s, Cdr.id)
+        .limit(limit)
+    )
+    if after is not None:
+        statement = statement.where(tuple_(Cdr.start_epoch_s, Cdr.id) > tuple_(*after))
+    return [
+        (row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+        for row in session.execute(statement)
+    ]

@@ -242,7 +242,12 @@ def load_tariff(path: Path) -> Tariff:
 
 
 def load_book(directory: Path) -> TariffBook:
-    """Load every *.toml tariff in `directory`; windows must not overlap."""
+    """Load every *.toml tariff in `directory`.
+
+    At any instant the version with the latest effective_from at or before it is in force
+    (none once that version's effective_until has passed): a correction is a new file that
+    starts inside an older version's window and takes over from there.
+    """
     paths = sorted(directory.glob("*.toml"))
     if not paths:
         raise TariffError(f"{directory}: no tariff files (*.toml)")
@@ -251,11 +256,5 @@ def load_book(directory: Path) -> TariffBook:
         if earlier.from_epoch_s == later.from_epoch_s:
             raise TariffError(
                 f"{directory}: {earlier.version} and {later.version} start at the same instant"
-            )
-        until = earlier.until_epoch_s
-        if until is not None and until > later.from_epoch_s:
-            raise TariffError(
-                f"{directory}/{earlier.version}.toml: key effective_until: overlaps "
-                f"{later.version}, which starts {later.effective_from.isoformat()}"
             )
     return TariffBook(tuple(tariffs))

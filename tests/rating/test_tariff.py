@@ -87,15 +87,30 @@ def test_version_must_match_file_name(tmp_path: Path) -> None:
         load_book(directory)
 
 
-def test_overlapping_windows_are_refused(tmp_path: Path) -> None:
+def test_same_start_is_refused(tmp_path: Path) -> None:
     directory = _copy_tariffs(tmp_path)
-    _edit(
-        directory / "cmcc-2009.toml",
-        "effective_until = 2010-01-01T00:00:00+08:00",
-        "effective_until = 2010-02-01T00:00:00+08:00",
+    text = (directory / "cmcc-2010.toml").read_text(encoding="utf-8")
+    (directory / "cmcc-2010b.toml").write_text(
+        text.replace('version = "cmcc-2010"', 'version = "cmcc-2010b"'), encoding="utf-8"
     )
-    with pytest.raises(TariffError, match=r"cmcc-2009\.toml: key effective_until: overlaps"):
+    with pytest.raises(TariffError, match="start at the same instant"):
         load_book(directory)
+
+
+def test_a_correction_inside_a_closed_window_takes_over_until_its_end(tmp_path: Path) -> None:
+    directory = _copy_tariffs(tmp_path)
+    text = (directory / "cmcc-2009.toml").read_text(encoding="utf-8")
+    text = text.replace('version = "cmcc-2009"', 'version = "cmcc-2009-fix"')
+    text = text.replace(
+        "effective_from = 2008-03-01T00:00:00+08:00", "effective_from = 2009-12-01T00:00:00+08:00"
+    )
+    (directory / "cmcc-2009-fix.toml").write_text(text, encoding="utf-8")
+    book = load_book(directory)
+    versions = {
+        stamp: book.tariffs[i].version if (i := book.index_at(stamp)) is not None else None
+        for stamp in (1_259_596_799, 1_259_596_800, 1_262_275_199, 1_262_275_200)
+    }
+    assert list(versions.values()) == ["cmcc-2009", "cmcc-2009-fix", "cmcc-2009-fix", "cmcc-2010"]
 
 
 def test_no_files(tmp_path: Path) -> None:

@@ -1,0 +1,296 @@
+"""Bulk re-rating (SPEC §6.3): rate stored CDRs again; append a rating where it changed.
+
+History is never overwritten: a CDR whose charge or tariff version differs from its current
+rating gets a new rating row (seq + 1, source "rerate"); the old rows stay. The batch path
+decides, in chunks ordered by (start, id), which CDRs changed; only those are rated again by
+the per-call path for the stored detail (items, explanation), and the two must agree. Each
+chunk commits together with the job's progress, so an interrupted job loses nothing and a
+second run over the same window changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.api import schemas
+from service.db import repository
+from service.db.models import RerateJob
+from service.errors import InvalidInput, NotFound
+from service.flows import profile_of, rating_row
+from service.rating.batch import BatchRater
+from service.rating.cdr import DEFAULT_OFFSET
+from service.rating.scalar import Rater, SubscriberProfile
+from service.security import Actor, write_audit
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 20_000
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+SOURCE = "rerate"
+_TEXT_FIELDS = ("id", "caller", "callee", "start", "type", "visited_area", "plan")
+BATCH_SCHEMA = pa.schema(
+    [
+        *((name, pa.string()) for name in _TEXT_FIELDS),
+        ("forward_kind", pa.string()),
+        ("duration_s", pa.int64()),
+        ("packages", pa.list_(pa.string())),
+    ]
+)
+
+
+class RerateMismatch(RuntimeError):
+    """The batch and per-call paths disagree on a record: a bug, never a silent charge."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    processed: int
+    changed: int
+    rejected: int
+    delta_fen: int
+    last: tuple[int, str] | None
+
+
+def utcnow() -> datetime:
+    """The current instant, UTC."""
+    return datetime.now(UTC)
+
+
+def create_job(
+    session: Session,
+    *,
+    from_epoch_s: int,
+    to_epoch_s: int,
+    dry_run: bool,
+    requested_by: str,
+) -> RerateJob:
+    """A queued job over CDRs starting in [from, to)."""
+    now = utcnow()
+    job = RerateJob(
+        id=uuid.uuid4().hex,
+        from_epoch_s=from_epoch_s,
+        to_epoch_s=to_epoch_s,
+        dry_run=dry_run,
+        status=QUEUED,
+        requested_by=requested_by,
+        created_at=now,
+        updated_at=now,
+        finished_at=None,
+        total=repository.count_cdrs_between(
+            session, from_epoch_s=from_epoch_s, to_epoch_s=to_epoch_s
+        ),
+        processed=0,
+        changed=0,
+        rejected=0,
+        delta_fen=0,
+        cursor_start_epoch_s=None,
+        cursor_id=None,
+        error=None,
+    )
+    repository.add_rerate_job(session, job=job)
+    return job
+
+
+def epoch_s(moment: datetime) -> int:
+    """Seconds since the epoch; a moment without an offset is +08:00 (SPEC §1)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=DEFAULT_OFFSET)
+    return int(aware.timestamp() // 1)
+
+
+def start_job(
+    session: Session, *, window_from: datetime, window_to: datetime, dry_run: bool, actor: Actor
+) -> RerateJob:
+    """Validate the window, create the job and audit who asked for it."""
+    from_s, to_s = epoch_s(window_from), epoch_s(window_to)
+    if from_s >= to_s:
+        raise InvalidInput("from must be before to")
+    job = create_job(
+        session, from_epoch_s=from_s, to_epoch_s=to_s, dry_run=dry_run, requested_by=actor.key_id
+    )
+    write_audit(
+        session, actor=actor, action="rerate", subject=None, detail=job.id, at=job.created_at
+    )
+    return job
+
+
+def read_job(session: Session, *, job_id: str) -> schemas.RerateJobOut:
+    """A job as the API shows it."""
+    job = repository.get_rerate_job(session, job_id=job_id)
+    if job is None:
+        raise NotFound(f"no rerate job {job_id}")
+    return job_out(job)
+
+
+def job_out(job: RerateJob) -> schemas.RerateJobOut:
+    """ORM row -> API schema."""
+    return schemas.RerateJobOut(
+        id=job.id,
+        status=job.status,  # type: ignore[arg-type]  # the column holds one of the four
+        dry_run=job.dry_run,
+        from_=datetime.fromtimestamp(job.from_epoch_s, UTC),
+        to=datetime.fromtimestamp(job.to_epoch_s, UTC),
+        total=job.total,
+        processed=job.processed,
+        changed=job.changed,
+        rejected=job.rejected,
+        delta_fen=job.delta_fen,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        finished_at=job.finished_at,
+        error=job.error,
+    )
+
+
+def run_job_quietly(
+    sessions: sessionmaker[Session], *, job_id: str, rater: Rater, default_plan: str | None
+) -> None:
+    """run_job for a background task: a failure is already on the job row and in the log."""
+    # The failure is recorded as the job's status and error, and logged by run_job.
+    with contextlib.suppress(Exception):
+        run_job(sessions, job_id=job_id, rater=rater, default_plan=default_plan)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _packages(value: object) -> list[str] | None:
+    if isinstance(value, list) and all(isinstance(p, str) for p in value):
+        return value
+    return None
+
+
+def _columns(records: list[dict[str, Any]]) -> pa.Table:
+    """SPEC §3.1 columns of stored (already validated) records for the batch path."""
+    columns: dict[str, list[Any]] = {
+        name: [_text(r.get(name)) for r in records] for name in _TEXT_FIELDS
+    }
+    # parse_cdr reads forward_kind only on forwarded legs; any other value is ignored.
+    columns["forward_kind"] = [
+        _text(r.get("forward_kind")) if r.get("type") == "forwarded" else None for r in records
+    ]
+    columns["duration_s"] = [r.get("duration_s") for r in records]
+    columns["packages"] = [_packages(r.get("packages")) for r in records]
+    return pa.table(columns, schema=BATCH_SCHEMA)
+
+
+def rerate_chunk(
+    session: Session,
+    *,
+    rater: Rater,
+    batch: BatchRater,
+    rows: list[tuple[str, str, str, int, str, int, int]],
+    default_plan: str | None,
+    dry_run: bool,
+    now: datetime,
+) -> ChunkResult:
+    """Re-rate one chunk of (id, caller, raw, start, tariff, charge, seq) rows."""
+    records: list[dict[str, Any]] = [orjson.loads(row[2]) for row in rows]
+    registry = repository.subscribers_by_msisdn(session, msisdns=sorted({row[1] for row in rows}))
+    profiles = {msisdn: profile_of(entry) for msisdn, entry in registry.items()}
+    rated = batch.rate(_columns(records), subscribers=profiles, default_plan=default_plan)
+    charges = rated.column("charge_fen").to_pylist()
+    tariffs = rated.column("tariff").to_pylist()
+    default_profile = SubscriberProfile(plan=default_plan) if default_plan else None
+    new_rows: list[dict[str, Any]] = []
+    rejected = delta = 0
+    for index, (cdr_id, caller, _raw, _start, tariff, charge, seq) in enumerate(rows):
+        new_charge, new_tariff = charges[index], tariffs[index]
+        if new_charge is None:
+            rejected += 1  # e.g. its plan left the tariff: keep the history, report it
+            continue
+        if new_charge == charge and new_tariff == tariff:
+            continue
+        rating = rater.rate_raw(
+            records[index], subscriber=profiles.get(caller, default_profile), require_id=True
+        )
+        if (rating.charge_fen, rating.tariff) != (new_charge, new_tariff):
+            raise RerateMismatch(
+                f"CDR {cdr_id}: batch path {new_charge} fen ({new_tariff}), per-call path "
+                f"{rating.charge_fen} fen ({rating.tariff})"
+            )
+        delta += new_charge - charge
+        new_rows.append(rating_row(cdr_id, seq + 1, rating, now=now, source=SOURCE))
+    if not dry_run:
+        repository.insert_ratings(session, rows=new_rows)
+    last = (rows[-1][3], rows[-1][0]) if rows else None
+    return ChunkResult(len(rows), len(new_rows), rejected, delta, last)
+
+
+def run_job(
+    sessions: sessionmaker[Session],
+    *,
+    job_id: str,
+    rater: Rater,
+    default_plan: str | None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> RerateJob:
+    """Run (or resume) a job to the end; each chunk commits with the job's progress."""
+    batch = BatchRater(rater)
+    try:
+        while True:
+            with sessions.begin() as session:
+                job = _job(session, job_id)
+                if job.status in (DONE, FAILED):
+                    return job
+                after = (
+                    None
+                    if job.cursor_id is None or job.cursor_start_epoch_s is None
+                    else (job.cursor_start_epoch_s, job.cursor_id)
+                )
+                rows = repository.current_ratings_between(
+                    session,
+                    from_epoch_s=job.from_epoch_s,
+                    to_epoch_s=job.to_epoch_s,
+                    after=after,
+                    limit=chunk_rows,
+                )
+                now = utcnow()
+                job.status, job.updated_at = RUNNING, now
+                if not rows:
+                    job.status, job.finished_at = DONE, now
+                    log.info(
+                        "rerate %s done: %d changed, delta %d fen",
+                        job.id,
+                        job.changed,
+                        job.delta_fen,
+                    )
+                    return job
+                result = rerate_chunk(
+                    session,
+                    rater=rater,
+                    batch=batch,
+                    rows=rows,
+                    default_plan=default_plan,
+                    dry_run=job.dry_run,
+                    now=now,
+                )
+                job.processed += result.processed
+                job.changed += result.changed
+                job.rejected += result.rejected
+                job.delta_fen += result.delta_fen
+                if result.last is not None:
+                    job.cursor_start_epoch_s, job.cursor_id = result.last
+    except Exception as exc:
+        with sessions.begin() as session:
+            job = _job(session, job_id)
+            job.status, job.error = FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+            job.updated_at = job.finished_at = utcnow()
+        log.exception("rerate %s failed", job_id)
+        raise
+
+
+def _job(session: Session, job_id: str) -> RerateJob:
+    job = repository.get_rerate_job(session, job_id=job_id)
+    if job is None:
+        raise LookupError(f"no rerate job {job_id}")
+    return job
