@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from service import rerate
 from service.cli import main
 from service.config import Settings
-from service.db.models import RatingRow
+from service.db.models import RatingRow, RerateJob
 from service.db.session import make_engine, make_sessionmaker
 from service.rating import load_rater
 from service.rating.scalar import Rater
@@ -168,6 +169,17 @@ def test_rerate_api_errors(api: Api) -> None:
     assert not any(row["action"] == "rerate" for row in audit["items"])
 
 
+def _start(sessions: sessionmaker[Session]) -> RerateJob:
+    with sessions.begin() as session:
+        return rerate.start_job(
+            session,
+            window_from=datetime.fromisoformat(WINDOW["from"]),
+            window_to=datetime.fromisoformat(WINDOW["to"]),
+            dry_run=False,
+            actor=Actor(key_id="test", role="admin"),
+        )
+
+
 def test_interrupted_job_then_a_new_run_finishes_safely(
     api: Api, settings: Settings, corrected: Rater, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,15 +196,7 @@ def test_interrupted_job_then_a_new_run_finishes_safely(
         return real_chunk(*args, **kwargs)
 
     monkeypatch.setattr(rerate, "rerate_chunk", crash_on_second_chunk)
-    admin = Actor(key_id="test", role="admin")
-    with sessions.begin() as session:
-        first = rerate.start_job(
-            session,
-            window_from=datetime.fromisoformat(WINDOW["from"]),
-            window_to=datetime.fromisoformat(WINDOW["to"]),
-            dry_run=False,
-            actor=admin,
-        )
+    first = _start(sessions)
     with pytest.raises(RuntimeError, match="power cut"):
         rerate.run_job(sessions, job_id=first.id, rater=corrected, default_plan=None, chunk_rows=2)
     with sessions() as session:
@@ -203,14 +207,7 @@ def test_interrupted_job_then_a_new_run_finishes_safely(
     assert "power cut" in failed.error
 
     monkeypatch.setattr(rerate, "rerate_chunk", real_chunk)
-    with sessions.begin() as session:
-        second = rerate.start_job(
-            session,
-            window_from=datetime.fromisoformat(WINDOW["from"]),
-            window_to=datetime.fromisoformat(WINDOW["to"]),
-            dry_run=False,
-            actor=admin,
-        )
+    second = _start(sessions)
     done = rerate.run_job(
         sessions, job_id=second.id, rater=corrected, default_plan=None, chunk_rows=2
     )
