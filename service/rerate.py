@@ -143,11 +143,16 @@ def job_out(job: RerateJob) -> schemas.RerateJobOut:
         changed=job.changed,
         rejected=job.rejected,
         delta_fen=job.delta_fen,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        finished_at=job.finished_at,
+        created_at=_utc(job.created_at),
+        updated_at=_utc(job.updated_at),
+        finished_at=None if job.finished_at is None else _utc(job.finished_at),
         error=job.error,
     )
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite keeps no offset: what was stored as UTC comes back naive.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def run_job_quietly(

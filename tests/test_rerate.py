@@ -119,6 +119,7 @@ def test_correction_changes_exactly_the_expected_records(
     with running_api(settings, corrected) as fixed:
         dry = _job(fixed, {**WINDOW, "dry_run": True})
         assert (dry["status"], dry["changed"], dry["delta_fen"]) == ("done", 3, -42)
+        assert all(dry[k].endswith(("Z", "+00:00")) for k in ("created_at", "finished_at"))
         assert _rating_count(settings) == 5  # a dry run writes no rating
 
         job = _job(fixed, WINDOW)
