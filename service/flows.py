@@ -100,7 +100,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 # --- conversions ------------------------------------------------------------------------------
 
 
-def profile_of(row: Subscriber) -> SubscriberProfile:
+def profile_of(row: Subscriber | repository.RegistryEntry) -> SubscriberProfile:
     """Registry row -> the core's SubscriberProfile."""
     return SubscriberProfile(
         plan=row.plan, home_area=row.home_area, packages=tuple(orjson.loads(row.packages))
@@ -454,7 +454,7 @@ def suspense_size(session: Session) -> int:
 
 
 def quote(
-    session: Session,
+    db: repository.Executor,
     *,
     rater: Rater,
     default_plan: str | None,
@@ -468,7 +468,7 @@ def quote(
     try:
         call = parse_cdr(request, require_id=False)
         caller = call.caller
-        row = repository.get_subscriber(session, msisdn=call.caller)
+        row = repository.registry_entry(db, msisdn=call.caller)
         profile = (
             profile_of(row)
             if row is not None
@@ -477,9 +477,7 @@ def quote(
         result = rater.rate(call, subscriber=profile)
     except Rejected as rejection:
         result = rejection
-    write_audit(
-        session, actor=actor, action="quote", subject=caller, detail=None, at=now or utcnow()
-    )
+    write_audit(db, actor=actor, action="quote", subject=caller, detail=None, at=now or utcnow())
     return result
 
 

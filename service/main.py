@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from service.api import cdrs, ops, quote, subscribers, suspense
 from service.api import rerate as rerate_api
+from service.api.deps import Transactions
 from service.config import Settings, get_settings
 from service.db.session import make_engine, make_sessionmaker
 from service.errors import install_error_handlers
@@ -44,6 +45,10 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
             sqlite_synchronous=settings.sqlite_synchronous,
         )
         app.state.sessions = make_sessionmaker(engine)
+        audit_engine = make_engine(
+            settings.effective_database_url, pool_size=settings.db_pool_size, audit_only=True
+        )
+        app.state.audit_transactions = Transactions(audit_engine)
         if settings.api_keys:
             app.state.keys = KeyRing.from_pairs(parse_api_keys(settings.api_keys))
         else:
@@ -55,6 +60,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         try:
             yield
         finally:
+            audit_engine.dispose()
             engine.dispose()
 
     app = FastAPI(

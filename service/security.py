@@ -124,7 +124,7 @@ def mask_number(number: str) -> str:
 
 
 def write_audit(
-    session: Session,
+    db: repository.Executor,
     *,
     actor: Actor,
     action: str,
@@ -134,7 +134,7 @@ def write_audit(
 ) -> None:
     """Append an audit row: who (key id, role), when, what (action, subject, detail)."""
     repository.add_audit(
-        session,
+        db,
         at=at,
         key_id=actor.key_id,
         role=actor.role,

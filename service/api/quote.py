@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from service import flows
-from service.api.deps import AgentActor, BodyDep, RaterDep, SessionDep, SettingsDep
+from service.api.deps import AgentActor, AuditTransactionsDep, BodyDep, RaterDep, SettingsDep
 from service.api.json import OrjsonResponse
 from service.api.schemas import QuoteRequest, RatingOut, Rejection
 from service.errors import (
@@ -43,9 +43,9 @@ QUOTE_BODY: dict[str, Any] = {
         **error_responses(BadBody, Unauthenticated, Forbidden, BodyTooLarge),
     },
 )
-def post_quote(
+async def post_quote(
     body: BodyDep,
-    session: SessionDep,
+    transactions: AuditTransactionsDep,
     rater: RaterDep,
     settings: SettingsDep,
     actor: AgentActor,
@@ -56,8 +56,15 @@ def post_quote(
         request = flows.parse_json_object(body)
     except InvalidInput:
         request = None  # JSON but not an object: the core names it record.invalid
-    result = flows.quote(
-        session, rater=rater, default_plan=settings.default_plan, request=request, actor=actor
+    # The audit row is committed before the answer is sent, in one thread hop.
+    result = await transactions.run(
+        lambda connection: flows.quote(
+            connection,
+            rater=rater,
+            default_plan=settings.default_plan,
+            request=request,
+            actor=actor,
+        )
     )
     if isinstance(result, Rejected):
         return OrjsonResponse(result.to_dict(), status_code=422)

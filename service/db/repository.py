@@ -4,6 +4,7 @@ never commit: the request-scoped session commits in one place."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -14,13 +15,13 @@ from sqlalchemy import (
     any_,
     bindparam,
     func,
-    insert,
     select,
     text,
     tuple_,
     update,
 )
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from service.db.models import (
@@ -36,6 +37,10 @@ from service.db.models import (
 
 # Bound parameters per IN list: far below SQLite's 32,766 and PostgreSQL's 65,535.
 IN_CHUNK = 5_000
+
+# The quote path runs Core statements on a bare Connection: an ORM Session's bookkeeping
+# cost about as much CPU as the rest of a quote. Functions taking an Executor accept both.
+Executor = Session | Connection
 
 
 def _table(model: type[Base]) -> Table:
@@ -251,6 +256,29 @@ def get_subscriber(session: Session, *, msisdn: str) -> Subscriber | None:
     return session.get(Subscriber, msisdn)
 
 
+@dataclass(frozen=True, slots=True)
+class RegistryEntry:
+    """What rating needs of a registry entry, as plain values."""
+
+    plan: str
+    home_area: str | None
+    packages: str  # JSON list of package names
+
+
+_SUBSCRIBERS = _table(Subscriber)
+# Built once: a statement object memoizes its cache key, so executing it skips that work.
+_REGISTRY_ENTRY = select(
+    _SUBSCRIBERS.c.plan, _SUBSCRIBERS.c.home_area, _SUBSCRIBERS.c.packages
+).where(_SUBSCRIBERS.c.msisdn == bindparam("msisdn"))
+_AUDIT_INSERT = _table(AuditRow).insert()
+
+
+def registry_entry(db: Executor, *, msisdn: str) -> RegistryEntry | None:
+    """One registry entry's plan, home area and packages (Core: no ORM object)."""
+    row = db.execute(_REGISTRY_ENTRY, {"msisdn": msisdn}).first()
+    return None if row is None else RegistryEntry(plan=row[0], home_area=row[1], packages=row[2])
+
+
 def put_subscriber(
     session: Session,
     *,
@@ -294,7 +322,7 @@ def api_key_by_hash(session: Session, *, key_hash: str) -> ApiKey | None:
 
 
 def add_audit(
-    session: Session,
+    db: Executor,
     *,
     at: datetime,
     key_id: str,
@@ -304,18 +332,16 @@ def add_audit(
     detail: str | None,
 ) -> None:
     """Append one audit row."""
-    session.execute(
-        insert(AuditRow),
-        [
-            {
-                "at": at,
-                "key_id": key_id,
-                "role": role,
-                "action": action,
-                "subject": subject,
-                "detail": detail,
-            }
-        ],
+    db.execute(
+        _AUDIT_INSERT,
+        {
+            "at": at,
+            "key_id": key_id,
+            "role": role,
+            "action": action,
+            "subject": subject,
+            "detail": detail,
+        },
     )
 
 

@@ -17,11 +17,30 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 8, sqlite_synchronous: str = "FULL") -> Engine:
-    """An engine configured for this service's durability and concurrency needs."""
+def make_engine(
+    url: str, *, pool_size: int = 8, sqlite_synchronous: str = "FULL", audit_only: bool = False
+) -> Engine:
+    """An engine configured for this service's durability and concurrency needs.
+
+    `audit_only`: for transactions that write nothing but an audit row (a quote). Their commit
+    does not wait for the disk: PostgreSQL `synchronous_commit = off`, SQLite
+    `synchronous=NORMAL`. A committed row survives a crash of this process; a crash of the
+    PostgreSQL server, or of the machine, within the WAL writer's delay (3 x wal_writer_delay,
+    0.6 s by default; SQLite: until the next checkpoint) can lose it. CDRs, ratings, suspense
+    and the registry never go through this engine: a 2xx batch stays durable (SPEC §6.2).
+    """
     if not is_sqlite(url):
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-    synchronous = sqlite_synchronous.upper()
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        if audit_only:
+
+            @event.listens_for(engine, "connect")
+            def _asynchronous_commit(dbapi_connection: Any, _record: Any) -> None:
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute("SET synchronous_commit = off")
+                dbapi_connection.commit()
+
+        return engine
+    synchronous = "NORMAL" if audit_only else sqlite_synchronous.upper()
     if synchronous not in SQLITE_SYNCHRONOUS:
         raise ValueError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)

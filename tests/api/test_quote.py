@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, pool, text
 
 from tests.conftest import golden_cases
-from tests.conftest_db import Api
+from tests.conftest_db import KEYS, Api
 
 GOLDEN = golden_cases()
+AGENT = {"Authorization": f"Bearer {KEYS['agent']}"}
 REQUEST = {
     "caller": "13800138000",
     "callee": "02188001234",
@@ -87,3 +90,33 @@ def test_quote_body_not_an_object_is_422(api: Api) -> None:
     response = api.post("/v1/quote", role="agent", json=[REQUEST])
     assert response.status_code == 422
     assert response.json()["code"] == "record.invalid"
+
+
+def test_concurrent_quotes_each_leave_one_audit_row(api: Api) -> None:
+    requests = [{**REQUEST, "caller": f"138{i:08d}", "duration_s": 1 + i} for i in range(24)] + [
+        {**REQUEST, "caller": "1380000000X"}
+    ]  # rejected quotes are audited too
+
+    async def send_all() -> list[int]:
+        responses = await asyncio.gather(
+            *(api.client.post("/v1/quote", json=body, headers=AGENT) for body in requests)
+        )
+        return [response.status_code for response in responses]
+
+    statuses = api.portal.call(send_all)
+    assert statuses == [200] * 24 + [422]
+    rows = api.get("/v1/audit", role="admin", params={"limit": 1000}).json()["items"]
+    assert sorted(r["subject"] or "" for r in rows) == sorted(
+        [f"138{i:08d}" for i in range(24)] + [""]
+    )
+    assert {r["action"] for r in rows} == {"quote"}
+
+
+def test_no_quote_is_answered_when_its_audit_row_cannot_be_written(api: Api) -> None:
+    engine = create_engine(api.settings.effective_database_url, poolclass=pool.NullPool)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE audit_log RENAME TO audit_log_away"))
+    engine.dispose()
+    response = api.post("/v1/quote", role="agent", json=REQUEST)
+    assert response.status_code == 500
+    assert "charge_fen" not in response.text
