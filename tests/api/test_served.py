@@ -36,7 +36,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def served(database_url: str, data_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def served(
+    database_url: str, data_dir: Path, *, workers: int = 1
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`callrate serve` on a free loopback port; yields the process and its base URL."""
     port = _free_port()
     env = {
@@ -46,7 +48,7 @@ def served(database_url: str, data_dir: Path) -> Iterator[tuple[subprocess.Popen
         "CALLRATE_API_KEYS": KEYS_SPEC,
     }
     process = subprocess.Popen(
-        [str(CALLRATE), "serve", "--port", str(port)],
+        [str(CALLRATE), "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -1,0 +1,47 @@
+"""`callrate loadtest` against a real `callrate serve --workers 2`: every request it counts
+reached the database (no timing assertions: it is a measuring tool, not a benchmark)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import uvloop
+from sqlalchemy import create_engine, func, pool, select
+
+from service.db.models import AuditRow, Cdr
+from service.loadtest import add_arguments, ingest, quote, run
+from tests.api.test_served import served
+from tests.conftest_db import KEYS
+
+
+def _count(database_url: str, model: type[AuditRow] | type[Cdr]) -> int:
+    engine = create_engine(database_url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        count = connection.scalar(select(func.count()).select_from(model))
+    engine.dispose()
+    return int(count or 0)
+
+
+@pytest.mark.slow
+def test_quote_and_ingest_runs_reach_the_database(database_url: str, tmp_path: Path) -> None:
+    with served(database_url, tmp_path, workers=2) as (_, base):
+        quoted = uvloop.run(quote(url=base, key=KEYS["agent"], rate=40.0, seconds=1.0))
+        ingested = uvloop.run(
+            ingest(url=base, key=KEYS["switch"], batches=3, batch_size=50, concurrency=2)
+        )
+    assert quoted["requests"] == 40
+    assert quoted["errors"] == 0
+    assert _count(database_url, AuditRow) == 40
+    assert ingested["batches"] == 3
+    assert ingested["rated"] == 150
+    assert _count(database_url, Cdr) == 150
+
+
+def test_loadtest_refuses_a_url_that_is_not_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["quote", "--url", "http://192.0.2.1:8000", "--key", "k"])
+    assert run(args) == 2
+    assert "loopback" in capsys.readouterr().err
