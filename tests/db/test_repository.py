@@ -1,0 +1,64 @@
+"""Repository queries on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from service.db import repository
+from service.db.session import make_engine, make_sessionmaker
+
+NOW = datetime(2010, 3, 1, 2, 0, tzinfo=UTC)
+
+
+def _cdr(cdr_id: str) -> dict[str, object]:
+    return {
+        "id": cdr_id,
+        "caller": "13800138000",
+        "callee": "02188001234",
+        "start_epoch_s": 1_267_408_800,
+        "duration_s": 60,
+        "leg": "originating",
+        "raw": "{}",
+        "received_at": NOW,
+    }
+
+
+def _rating(cdr_id: str, seq: int, charge_fen: int) -> dict[str, object]:
+    return {
+        "cdr_id": cdr_id,
+        "seq": seq,
+        "tariff": "cmcc-2010",
+        "charge_fen": charge_fen,
+        "call_class": "domestic_ld",
+        "dial": "direct",
+        "roaming": "home",
+        "items": "[]",
+        "rules": "[]",
+        "explanation_zh": "",
+        "rated_at": NOW,
+        "source": "ingest",
+    }
+
+
+def test_current_charges_are_those_of_the_highest_seq(database_url: str) -> None:
+    engine = make_engine(database_url, pool_size=1)
+    sessions = make_sessionmaker(engine)
+    try:
+        with sessions.begin() as session:
+            inserted = repository.insert_cdrs_new(session, rows=[_cdr("a"), _cdr("b"), _cdr("c")])
+            assert inserted == {"a", "b", "c"}
+            repository.insert_ratings(
+                session,
+                rows=[
+                    _rating("a", 1, 70),
+                    _rating("b", 1, 30),
+                    _rating("b", 3, 10),  # seqs need not be dense
+                    _rating("b", 2, 20),
+                    _rating("c", 1, 0),
+                ],
+            )
+        with sessions() as session:
+            charges = repository.current_charges(session, cdr_ids=["b", "missing", "a", "c", "a"])
+        assert charges == {"a": 70, "b": 10, "c": 0}
+    finally:
+        engine.dispose()
