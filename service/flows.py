@@ -305,11 +305,13 @@ def _rate_and_store(
             charge_fen=original.charge_fen if original.result != REJECTED else None,
         )
     if metrics is not None:
+        charged: dict[str, int] = {}  # one counter update per class, not per record
         for outcome in outcomes:
             if outcome is not None and outcome.result == RATED and outcome.rating is not None:
-                metrics.charged_fen.labels(call_class=outcome.rating.call_class).inc(
-                    outcome.rating.charge_fen
-                )
+                call_class = outcome.rating.call_class
+                charged[call_class] = charged.get(call_class, 0) + outcome.rating.charge_fen
+        for call_class, fen in charged.items():
+            metrics.charged_fen.labels(call_class=call_class).inc(fen)
     final = [outcome for outcome in outcomes if outcome is not None]
     assert len(final) == len(records)
     return final

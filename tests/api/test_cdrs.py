@@ -159,6 +159,29 @@ def test_failure_mid_batch_leaves_no_record_of_the_batch(
     assert table_counts(api) == (2, 2, 1)
 
 
+def test_a_record_stored_by_a_concurrent_batch_is_answered_duplicate(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = api.post("/v1/cdrs", role="switch", json=[cdr("b", duration_s=61)]).json()
+    stored_charge = first["results"][0]["charge_fen"]
+    seen_before_insert = repository.current_charges
+
+    def lookup_that_misses_once(session: Any, *, cdr_ids: Any) -> dict[str, int]:
+        # as if "b" were committed by another batch between this batch's lookup and insert
+        patch.setattr(repository, "current_charges", seen_before_insert)
+        return {}
+
+    with monkeypatch.context() as patch:
+        patch.setattr(repository, "current_charges", lookup_that_misses_once)
+        answer = api.post(
+            "/v1/cdrs", role="switch", json=[cdr("a"), cdr("b", duration_s=61), cdr("c")]
+        ).json()
+    assert answer["counts"] == {"rated": 2, "duplicate": 1, "rejected": 0}
+    assert answer["results"][1]["result"] == "duplicate"
+    assert answer["results"][1]["charge_fen"] == stored_charge
+    assert table_counts(api) == (3, 3, 0)
+
+
 def test_get_cdr_masks_callee_for_agents_and_audits(api: Api) -> None:
     api.post("/v1/cdrs", role="switch", json=[cdr("rec-1", callee="13912345678")])
     agent_view = api.get("/v1/cdrs/rec-1", role="agent").json()

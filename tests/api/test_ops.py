@@ -42,3 +42,14 @@ def test_openapi_describes_bodies_and_errors(api: Api) -> None:
     assert {"400", "401", "403", "413", "422"} <= set(post_cdrs["responses"])
     assert "422" in spec["paths"]["/v1/quote"]["post"]["responses"]
     assert api.get("/docs").status_code == 200
+
+
+def test_charged_fen_sums_a_batch_per_call_class(api: Api) -> None:
+    batch = [cdr("a"), cdr("b", duration_s=61), cdr("c", callee="88001234"), cdr("d", callee="x")]
+    answer = api.post("/v1/cdrs", role="switch", json=batch).json()
+    charges = [r.get("charge_fen") for r in answer["results"]]
+    text = api.get("/metrics", role="ops").text
+    ld, local = charges[0] + charges[1], charges[2]
+    assert f'callrate_charged_fen_total{{call_class="domestic_ld"}} {float(ld)}' in text
+    assert f'callrate_charged_fen_total{{call_class="local"}} {float(local)}' in text
+    assert "callrate_rating_seconds_count 4.0" in text  # one per call the rater saw

@@ -62,3 +62,21 @@ def test_current_charges_are_those_of_the_highest_seq(database_url: str) -> None
         assert charges == {"a": 70, "b": 10, "c": 0}
     finally:
         engine.dispose()
+
+
+def test_insert_cdrs_new_skips_ids_already_stored(database_url: str) -> None:
+    """A concurrent batch stored some ids first: the rest still go in, once each."""
+    engine = make_engine(database_url, pool_size=1)
+    sessions = make_sessionmaker(engine)
+    try:
+        with sessions.begin() as session:
+            assert repository.insert_cdrs_new(session, rows=[_cdr("a")]) == {"a"}
+        with sessions.begin() as session:
+            inserted = repository.insert_cdrs_new(session, rows=[_cdr("b"), _cdr("a"), _cdr("c")])
+            assert inserted == {"b", "c"}
+            # the same transaction goes on after the conflict
+            assert repository.insert_cdrs_new(session, rows=[_cdr("d")]) == {"d"}
+        with sessions() as session:
+            assert repository.count_cdrs(session) == 4
+    finally:
+        engine.dispose()
