@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from service.bench import generate_cdrs
 from service.rating.batch import INPUT_COLUMNS, OUTPUT_COLUMNS, BatchRater, rate_batch
+from service.rating.batch_kernels import charge_of
 from service.rating.pricing import charge_fen
 from service.rating.rejections import Rejected
 from service.rating.scalar import Rater, SubscriberProfile
@@ -115,13 +116,13 @@ def test_the_per_key_rate_totals_give_charge_fen_for_every_duration(
     rater: Rater, batch_rater: BatchRater
 ) -> None:
     batch_rater.rate(generate_cdrs(rater, 20_000, seed=3))
-    keys = np.flatnonzero(batch_rater._known & (batch_rater._rejection < 0))
+    prices = batch_rater.prices
+    keys = np.flatnonzero(prices.known & (prices.rejection < 0))
     assert len(keys) > 100
-    durations = np.arange(0, 400, dtype=np.int64)
     for key in keys.tolist():
         pricing = rater.pricing(batch_rater._case(key))
-        got = batch_rater._charge(np.full(len(durations), key), durations)
-        assert got.tolist() == [charge_fen(pricing, int(d)) for d in durations]
+        got = [charge_of(prices.rates[key], d) for d in range(400)]
+        assert got == [charge_fen(pricing, d) for d in range(400)]
 
 
 def test_an_empty_table_and_absent_columns(rater: Rater) -> None:
