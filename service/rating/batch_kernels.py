@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # The kernels allocate nothing, so they run without numba's reference counting (`_nrt`):
 # with it, every call that passes the table tuples increments and decrements the count of
 # each of their arrays, about 350 ns a call instead of 4.
-_OPTIONS: dict[str, Any] = {"nogil": True, "_nrt": False}
+_OPTIONS: dict[str, Any] = {"nogil": True, "_nrt": False, "error_model": "numpy"}
 
 
 def _kernel(function: Function) -> Function:
@@ -344,6 +344,14 @@ def _chars(data: U8, start: int, end: int) -> int:
 
 
 @_kernel
+def _length_within(data: U8, start: int, end: int, limit: int) -> bool:
+    """0 < len(text) <= limit; characters are counted only when the bytes exceed the limit."""
+    if end - start <= limit:
+        return end > start
+    return _chars(data, start, end) <= limit
+
+
+@_kernel
 def _starts_with(data: U8, start: int, end: int, names: Names, k: int) -> bool:
     first, last = names.offsets[k], names.offsets[k + 1]
     if end - start < last - first:
@@ -476,7 +484,9 @@ def _parse_start(data: U8, start: int, end: int, default_offset_s: int) -> tuple
 
 
 @_kernel
-def _package_set(packages: Lists, row: int, t: Tables, lim: Limits) -> tuple[int, int, bool]:
+def _package_set(
+    packages: Lists, row: int, package_names: Names, max_name_chars: int
+) -> tuple[int, int, bool]:
     """cdr._packages: (kernel reason or OK, bits over package_names, a name no version knows)."""
     if not packages.is_list:
         return PACKAGES_INVALID, 0, False
@@ -488,10 +498,9 @@ def _package_set(packages: Lists, row: int, t: Tables, lim: Limits) -> tuple[int
         if not items.is_text or not _valid(items.validity, items.bit_offset, item):
             return PACKAGES_INVALID, 0, False
         start, end = items.offsets[item], items.offsets[item + 1]
-        length = _chars(items.data, start, end)
-        if length == 0 or length > lim.max_name_chars:
+        if not _length_within(items.data, start, end, max_name_chars):
             return PACKAGES_INVALID, 0, False
-        name = _match(items.data, start, end, t.package_names)
+        name = _match(items.data, start, end, package_names)
         if name < 0:
             unknown = True
         else:
@@ -670,7 +679,7 @@ def _check_number_syntax(data: U8, start: int, end: int, max_number_chars: int) 
     """classify.check_number_syntax (a terminating leg's calling number)."""
     if end == start:
         return CALLEE_EMPTY
-    if _chars(data, start, end) > max_number_chars:
+    if end - start > max_number_chars and _chars(data, start, end) > max_number_chars:
         return CALLEE_TOO_LONG
     body = start + 1 if data[start] == _PLUS else start
     return OK if _all_digits(data, body, end) else CALLEE_INVALID_CHARACTERS
@@ -755,7 +764,7 @@ def _case_of(
         present, start, end = _text_span(columns.id, row)
         if not (present and columns.id.is_text):
             return _reject(ID_INVALID)
-        if not 0 < _chars(columns.id.data, start, end) <= lim.max_id_chars:
+        if not _length_within(columns.id.data, start, end, lim.max_id_chars):
             return _reject(ID_INVALID)
     present, start, end = _text_span(columns.caller, row)
     if not present:
@@ -824,14 +833,16 @@ def _case_of(
     if present:
         if not columns.plan.is_text:
             return _reject(PLAN_UNKNOWN)
-        if not 0 < _chars(columns.plan.data, plan_start, plan_end) <= lim.max_name_chars:
+        if not _length_within(columns.plan.data, plan_start, plan_end, lim.max_name_chars):
             return _reject(PLAN_UNKNOWN)
     # cdr._packages
     packages = columns.packages
     packages_given = _valid(packages.validity, packages.bit_offset, row)
     package_bits, package_unknown = 0, False
     if packages_given:
-        reason, package_bits, package_unknown = _package_set(packages, row, t, lim)
+        reason, package_bits, package_unknown = _package_set(
+            packages, row, t.package_names, lim.max_name_chars
+        )
         if reason != OK:
             return _reject(reason)
 
