@@ -55,8 +55,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         else:
             with app.state.sessions.begin() as session:
                 print_new_keys(ensure_keys(session, now=utcnow()))
-            with app.state.sessions() as session:
-                app.state.keys = KeyRing.from_database(session)
+            app.state.keys = KeyRing.from_database(app.state.sessions)
         log.info("callrate ready: %d tariff versions", len(app.state.rater.book.tariffs))
         # Tariffs, numbering tables, the app and its libraries live as long as the process:
         # moved out of the collector's reach, a full (gen 2) collection no longer re-scans

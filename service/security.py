@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import repository
 
@@ -62,11 +64,29 @@ def parse_api_keys(spec: str) -> list[tuple[str, str]]:
     return pairs
 
 
-class KeyRing:
-    """Key hash -> Actor, held in memory so authentication costs no database round trip."""
+UNKNOWN_KEY_TTL_S = 10.0
+UNKNOWN_KEYS_KEPT = 10_000
 
-    def __init__(self, actors_by_hash: dict[str, Actor]) -> None:
+
+class KeyRing:
+    """Key hash -> Actor, held in memory so authentication costs no database round trip.
+
+    With stored keys (no CALLRATE_API_KEYS), a key not in memory is looked up among the
+    stored ones once (a key made by `callrate keys create` works without a restart) and
+    kept; a hash found nowhere is not looked up again for UNKNOWN_KEY_TTL_S.
+    """
+
+    def __init__(
+        self,
+        actors_by_hash: dict[str, Actor],
+        *,
+        stored: Callable[[str], Actor | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._actors = actors_by_hash
+        self._stored = stored
+        self._clock = clock
+        self._unknown: dict[str, float] = {}  # key hash -> when no stored key had it
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> KeyRing:
@@ -78,21 +98,51 @@ class KeyRing:
         return cls(actors)
 
     @classmethod
-    def from_database(cls, session: Session) -> KeyRing:
-        """From the stored key hashes."""
-        return cls(
-            {
+    def from_database(cls, sessions: sessionmaker[Session]) -> KeyRing:
+        """From the stored key hashes; later keys are looked up when first used."""
+        with sessions() as session:
+            actors = {
                 row.key_hash: Actor(key_id=row.key_id, role=row.role)
                 for row in repository.all_api_keys(session)
             }
-        )
+        return cls(actors, stored=functools.partial(stored_actor, sessions))
+
+    @property
+    def looks_up_stored(self) -> bool:
+        """Whether keys unknown in memory may still be stored ones."""
+        return self._stored is not None
 
     def authenticate(self, key: str) -> Actor | None:
-        """The actor of this key, or None."""
+        """The actor of this key among those in memory, or None (no I/O)."""
         return self._actors.get(hash_key(key))
+
+    def authenticate_stored(self, key: str) -> Actor | None:
+        """The actor of a key not in memory, from the stored keys (database I/O)."""
+        if self._stored is None:
+            return None
+        key_hash = hash_key(key)
+        missed_at = self._unknown.get(key_hash)
+        if missed_at is not None and self._clock() - missed_at < UNKNOWN_KEY_TTL_S:
+            return None
+        actor = self._stored(key_hash)
+        if actor is None:
+            if len(self._unknown) >= UNKNOWN_KEYS_KEPT:
+                self._unknown.clear()
+            self._unknown[key_hash] = self._clock()
+            return None
+        self._unknown.pop(key_hash, None)
+        self._actors[key_hash] = actor
+        return actor
 
     def __len__(self) -> int:
         return len(self._actors)
+
+
+def stored_actor(sessions: sessionmaker[Session], key_hash: str) -> Actor | None:
+    """The actor of a stored key hash, or None."""
+    with sessions() as session:
+        row = repository.api_key_by_hash(session, key_hash=key_hash)
+        return None if row is None else Actor(key_id=row.key_id, role=row.role)
 
 
 def create_key(session: Session, *, role: str, now: datetime) -> tuple[str, Actor]:

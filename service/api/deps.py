@@ -103,6 +103,8 @@ def require(role: str) -> Callable[..., Awaitable[Actor]]:
             raise Unauthenticated("an Authorization: Bearer <key> header is required")
         keys: KeyRing = request.app.state.keys
         actor = keys.authenticate(credentials.credentials)
+        if actor is None and keys.looks_up_stored:
+            actor = await run_in_threadpool(keys.authenticate_stored, credentials.credentials)
         if actor is None:
             raise Unauthenticated("the key is not valid")
         if not actor.may(role):
