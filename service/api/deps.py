@@ -40,8 +40,8 @@ T = TypeVar("T")
 
 
 class Transactions:
-    """Runs one unit of work in one transaction on a Connection, in a single worker-thread
-    hop: commits once after the work returned, else rolls back.
+    """Runs one unit of work on a Connection in a single worker-thread hop: committed before
+    this returns (on an autocommit engine, statement by statement), else rolled back.
 
     For the hottest endpoint (quote): `async def` plus this costs one thread hand-off, where a
     sync endpoint with SessionDep costs three (the dependency's enter and exit run in the

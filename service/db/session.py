@@ -22,15 +22,22 @@ def make_engine(
 ) -> Engine:
     """An engine configured for this service's durability and concurrency needs.
 
-    `audit_only`: for transactions that write nothing but an audit row (a quote). Their commit
-    does not wait for the disk: PostgreSQL `synchronous_commit = off`, SQLite
-    `synchronous=NORMAL`. A committed row survives a crash of this process; a crash of the
-    PostgreSQL server, or of the machine, within the WAL writer's delay (3 x wal_writer_delay,
-    0.6 s by default; SQLite: until the next checkpoint) can lose it. CDRs, ratings, suspense
-    and the registry never go through this engine: a 2xx batch stays durable (SPEC §6.2).
+    `audit_only`: for work that writes nothing but an audit row (a quote). Each statement
+    commits on its own (autocommit): the registry read needs no transaction and the audit
+    insert is one statement, so no BEGIN/COMMIT round trips and, on SQLite, the write lock is
+    held for the insert alone instead of across the read and the rating (other writers sleep
+    in SQLite's busy handler meanwhile). Its commit does not wait for the disk: PostgreSQL
+    `synchronous_commit = off`, SQLite `synchronous=NORMAL`. A committed row survives a crash
+    of this process; a crash of the PostgreSQL server, or of the machine, within the WAL
+    writer's delay (3 x wal_writer_delay, 0.6 s by default; SQLite: until the next
+    checkpoint) can lose it. CDRs, ratings, suspense and the registry never go through this
+    engine: a 2xx batch stays durable (SPEC §6.2).
     """
+    isolation = {"isolation_level": "AUTOCOMMIT"} if audit_only else {}
     if not is_sqlite(url):
-        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        engine = create_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **isolation
+        )
         if audit_only:
 
             @event.listens_for(engine, "connect")
@@ -43,7 +50,7 @@ def make_engine(
     synchronous = "NORMAL" if audit_only else sqlite_synchronous.upper()
     if synchronous not in SQLITE_SYNCHRONOUS:
         raise ValueError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, **isolation)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -55,6 +62,9 @@ def make_engine(
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    if audit_only:
+        return engine
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:

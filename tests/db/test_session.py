@@ -37,3 +37,23 @@ def test_the_audit_only_engine_does_not_wait_for_the_disk(database_url: str) -> 
             engine.dispose()
     finally:
         engine.dispose()
+
+
+def test_audit_only_statements_commit_one_by_one(database_url: str) -> None:
+    """No BEGIN/COMMIT round trips, and on SQLite no write lock held across the work."""
+    audit = make_engine(database_url, pool_size=1, audit_only=True)
+    other = make_engine(database_url, pool_size=1)
+    insert = text(
+        "INSERT INTO audit_log (at, key_id, role, action) "
+        "VALUES (CURRENT_TIMESTAMP, 'k', 'agent', 'quote')"
+    )
+    try:
+        with audit.begin() as connection:
+            connection.execute(insert)
+            # visible to another connection before the unit of work ends
+            with other.connect() as reader:
+                count = reader.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+            assert count == 1
+    finally:
+        audit.dispose()
+        other.dispose()
