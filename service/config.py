@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,11 @@ class Settings(BaseSettings):
     workers: int = 1  # uvicorn worker processes for `callrate serve`
     db_pool_size: int = 8
     sqlite_synchronous: str = "FULL"  # FULL: a 2xx batch survives power loss, not only a crash
+    # prometheus_client's own variable: with several workers each writes its metrics there
+    # and /metrics sums them (`callrate serve --workers N` sets it when unset)
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
+    )
 
     @property
     def effective_database_url(self) -> str:

@@ -35,7 +35,7 @@ def print_new_keys(keys: dict[str, str]) -> None:
 def create_app(settings: Settings | None = None, *, rater: Rater | None = None) -> FastAPI:
     """The ASGI app; the database must already be migrated (`callrate serve` does it)."""
     settings = settings or get_settings()
-    metrics = Metrics()
+    metrics = Metrics(multiprocess_dir=settings.prometheus_multiproc_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,10 +17,18 @@ HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 
 
 class Metrics:
-    """One app's metrics in their own registry (tests get fresh counters per app)."""
+    """One app's metrics in their own registry (tests get fresh counters per app).
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    With `multiprocess_dir` (PROMETHEUS_MULTIPROC_DIR, set before prometheus_client is
+    imported) every worker process writes its values to files there and `render` sums the
+    files of all workers, so /metrics answers for the whole server whichever worker serves it.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, multiprocess_dir: Path | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
+        self.multiprocess_dir = multiprocess_dir
         self.cdrs = Counter(
             "callrate_cdrs",
             "CDRs received, by per-record result",
@@ -48,9 +58,18 @@ class Metrics:
             "callrate_suspense_records",
             "Records waiting in suspense",
             registry=self.registry,
+            multiprocess_mode="mostrecent",  # set from the database at each scrape
         )
         for result in RESULTS:
             self.cdrs.labels(result=result)
+
+    def render(self) -> bytes:
+        """The Prometheus text format: this process's registry, or all workers' files."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
 
     def count_results(self, results: Iterable[str]) -> None:
         """Count per-record results of a batch."""

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from service.config import Settings, get_settings
@@ -32,6 +36,20 @@ def uvicorn_options(*, host: str, port: int) -> dict[str, Any]:
         "access_log": False,  # uvicorn's access log holds raw paths, and paths hold numbers
         "log_level": "info",
     }
+
+
+@contextmanager
+def worker_metrics_dir(configured: Path | None) -> Iterator[Path]:
+    """Where worker processes write their metrics: the configured directory, emptied of a
+    previous run's files (they would be summed in), or a temporary one removed after."""
+    if configured is not None:
+        configured.mkdir(parents=True, exist_ok=True)
+        for stale in configured.glob("*.db"):
+            stale.unlink()
+        yield configured
+        return
+    with tempfile.TemporaryDirectory(prefix="callrate-metrics-") as created:
+        yield Path(created)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -66,7 +84,9 @@ def _serve(args: argparse.Namespace) -> int:
     if workers > 1:
         # each worker process builds its own app from the same environment
         os.environ["CALLRATE_TARIFFS_DIR"] = str(settings.tariffs_dir)
-        uvicorn.run("service.main:create_app", factory=True, workers=workers, **options)
+        with worker_metrics_dir(settings.prometheus_multiproc_dir) as metrics_dir:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+            uvicorn.run("service.main:create_app", factory=True, workers=workers, **options)
     else:
         uvicorn.run(create_app(settings, rater=rater), **options)
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import httpx
 import pytest
 import uvloop
 from sqlalchemy import create_engine, func, pool, select
@@ -31,6 +32,11 @@ def test_quote_and_ingest_runs_reach_the_database(database_url: str, tmp_path: P
         ingested = uvloop.run(
             ingest(url=base, key=KEYS["switch"], batches=3, batch_size=50, concurrency=2)
         )
+        # whichever worker answers, /metrics counts what both workers did
+        for _ in range(3):
+            with httpx.Client(base_url=base) as client:  # a new connection each time
+                text = client.get("/metrics", headers={"Authorization": "Bearer " + KEYS["ops"]})
+            assert 'callrate_cdrs_total{result="rated"} 150.0' in text.text
     assert quoted["requests"] == 40
     assert quoted["errors"] == 0
     assert _count(database_url, AuditRow) == 40

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from service import flows
@@ -60,7 +60,7 @@ def get_audit(
 def get_metrics(session: SessionDep, metrics: MetricsDep, actor: OpsActor) -> Response:
     """CDRs by result, rating latency, charged fen by class, HTTP latency, suspense size."""
     metrics.suspense_records.set(flows.suspense_size(session))
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", tags=["ops"], summary="Liveness", response_model=Health)

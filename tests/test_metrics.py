@@ -1,0 +1,43 @@
+"""Metrics with several worker processes: /metrics sums what every worker counted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from service.metrics import Metrics
+
+WORKER = """
+from service.metrics import Metrics
+metrics = Metrics()
+metrics.count_results(["rated"] * {rated} + ["rejected"])
+metrics.charged_fen.labels(call_class="local").inc({fen})
+metrics.rating_seconds.observe(0.0001)
+metrics.suspense_records.set({suspense})
+"""
+
+
+def _worker(metrics_dir: Path, *, rated: int, fen: int, suspense: int) -> None:
+    # a fresh interpreter: prometheus_client reads PROMETHEUS_MULTIPROC_DIR when imported
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    code = WORKER.format(rated=rated, fen=fen, suspense=suspense)
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+
+
+def test_render_sums_every_worker(tmp_path: Path) -> None:
+    _worker(tmp_path, rated=3, fen=40, suspense=7)
+    _worker(tmp_path, rated=2, fen=2, suspense=5)
+    text = Metrics(multiprocess_dir=tmp_path).render().decode()
+    assert 'callrate_cdrs_total{result="rated"} 5.0' in text
+    assert 'callrate_cdrs_total{result="rejected"} 2.0' in text
+    assert 'callrate_charged_fen_total{call_class="local"} 42.0' in text
+    assert "callrate_rating_seconds_count 2.0" in text
+    assert "callrate_suspense_records 5.0" in text  # the most recent scrape's value
+
+
+def test_without_a_directory_render_is_this_process(tmp_path: Path) -> None:
+    metrics = Metrics()
+    metrics.count_results(["duplicate"])
+    assert 'callrate_cdrs_total{result="duplicate"} 1.0' in metrics.render().decode()
