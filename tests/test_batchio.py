@@ -100,3 +100,10 @@ def test_the_rate_command(rater: Rater, tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["--tariffs", str(TARIFFS), "rate", str(source), "-o", str(out)]) == 0
     assert "1,000 records" in capsys.readouterr().out
     assert pq.read_metadata(out).num_rows + pq.read_metadata(rejected_path(out)).num_rows == 1_000
+
+
+def test_a_failing_write_is_raised_in_the_caller(rater: Rater, tmp_path: Path) -> None:
+    source = tmp_path / "cdrs.parquet"
+    pq.write_table(generate_cdrs(rater, 3_000, seed=14), source)
+    with pytest.raises(OSError):
+        rate_file(source, tmp_path / "missing" / "out.parquet", rater, batch_rows=500)

@@ -34,16 +34,20 @@ log = logging.getLogger(__name__)
 _OPTIONS: dict[str, Any] = {"nogil": True, "_nrt": False, "error_model": "numpy"}
 
 
+_cache = {"writable": True}
+
+
 def _kernel(function: Function) -> Function:
     """`njit(cache=True)`; without the on-disk cache where none can be written."""
-    try:
-        compiled = numba.njit(cache=True, **_OPTIONS)(function)
-    except RuntimeError as exc:  # numba finds no writable cache directory at all
-        if "no locator available" not in str(exc):
-            raise
-        log.info("numba cache unavailable (%s): batch kernels compile at each start", exc)
-        compiled = numba.njit(**_OPTIONS)(function)
-    return cast(Function, compiled)
+    if _cache["writable"]:
+        try:
+            return cast(Function, numba.njit(cache=True, **_OPTIONS)(function))
+        except RuntimeError as exc:  # numba finds no writable cache directory at all
+            if "no locator available" not in str(exc):
+                raise
+            _cache["writable"] = False
+            log.info("numba cache unavailable (%s): batch kernels compile at each start", exc)
+    return cast(Function, numba.njit(**_OPTIONS)(function))
 
 
 def _inlined(function: Function) -> Function:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -294,3 +297,172 @@ def test_odd_records_rate_identically_both_ways(
 ) -> None:
     table = pa.Table.from_pylist(records, schema=SCHEMA)
     assert_same(rater, table, batch_rater.rate(table))
+
+
+GOOD = {
+    "caller": "13800138000",
+    "callee": "02188001234",
+    "start": "2010-03-01T10:00:00+08:00",
+    "duration_s": 95,
+    "plan": "gotone",
+}
+STARTS_BY_HAND = [
+    "2010-03-01T10:00:00",
+    "2010-03-01t10:00:00z",
+    "2010-03-01 10:00:00Z",
+    "2010-03-01_10:00:00",
+    *(f"2010-03-01T10:00:00.{'5' * n}+08:00" for n in range(0, 11)),
+    "2010-03-01T10:00:00.5x",
+    "2010-03-01T10:00:00,5",
+    "2010-03-01T10:00:00+23:59",
+    "2010-03-01T10:00:00-23:59",
+    "2010-03-01T10:00:00+24:00",
+    "2010-03-01T10:00:00+00:99",
+    "2010-03-01T10:00:00+08:60",
+    "2010-03-01T10:00:00-00:00",
+    "2010-03-01T10:00:00+0800",
+    "2010-03-01T10:00:00+08",
+    "2000-02-29T12:00:00",
+    "2004-02-29T12:00:00",
+    "1900-02-29T12:00:00",
+    "2009-02-29T12:00:00",
+    "2009-04-31T12:00:00",
+    "2009-12-31T23:59:59+08:00",
+    "2009-12-31T16:00:00Z",
+    "2009-12-31T15:59:59Z",
+    "2010-13-01T10:00:00",
+    "2010-00-01T10:00:00",
+    "2010-03-00T10:00:00",
+    "2010-03-01T24:00:00",
+    "2010-03-01T10:60:00",
+    "2010-03-01T10:00:60",
+    "0000-01-01T00:00:00",
+    "0001-01-01T00:00:00+08:00",
+    "9999-12-31T23:59:59-23:59",
+    "２０１０-03-01T10:00:00",
+    "٢٠١٠-03-01T10:00:00",
+    "2010-03-01T10:00:00.٥",
+    "2010-03-01T10:00:00\n",
+    " 2010-03-01T10:00:00",
+    "2010-3-01T10:00:00",
+    "",
+    "2010",
+]
+ODD_TEXT = [
+    {"callee": "١٣٨٠٠١٣٨٠٠٠"},
+    {"callee": "+٨٦13800138000"},
+    {"callee": "é" * 20},  # 40 bytes, 20 characters: not too long, but not digits
+    {"callee": "é" * 33},
+    {"callee": "1" * 32},
+    {"callee": "1" * 33},
+    {"callee": "17951+8613800138000"},
+    {"callee": "17951"},
+    {"callee": "+"},
+    {"callee": "00"},
+    {"callee": "0086"},
+    {"callee": "+86"},
+    {"callee": ""},
+    {"type": "terminating", "callee": "é" * 33},
+    {"type": "terminating", "callee": "+"},
+    {"type": "terminating", "callee": "+" + "1" * 31},
+    {"type": "terminating", "callee": "1" * 33},
+    {"caller": "１３８００１３８０００"},
+    {"caller": "+86１３８００１３８０００"},
+    {"caller": "13800138000\n"},
+    {"plan": "é" * 64},
+    {"plan": "é" * 65},
+    {"plan": ""},
+    {"packages": ["é" * 64]},
+    {"packages": ["é" * 65]},
+    {"packages": ["ld_night", "ld_night"]},
+    {"visited_area": "٠٢١"},
+    {"visited_area": "0"},
+    {"visited_area": "00"},
+    {"visited_area": "+"},
+    {"visited_area": "886"},
+    {"visited_area": "0886"},
+    {"visited_area": "01"},
+    {"visited_area": "0100"},
+    {"visited_area": "10"},
+]
+
+
+def test_timestamps_parse_as_parse_start(rater: Rater, batch_rater: BatchRater) -> None:
+    rows = [{**GOOD, "start": start} for start in STARTS_BY_HAND]
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    assert_same(rater, table, batch_rater.rate(table))
+
+
+def test_non_ascii_and_edge_lengths_match_the_per_call_path(
+    rater: Rater, batch_rater: BatchRater
+) -> None:
+    table = pa.Table.from_pylist([{**GOOD, **extra} for extra in ODD_TEXT], schema=SCHEMA)
+    assert_same(rater, table, batch_rater.rate(table))
+
+
+def test_required_ids_are_counted_in_characters(rater: Rater, batch_rater: BatchRater) -> None:
+    ids = [None, "", "a", "é" * 64, "é" * 65, "x" * 64, "x" * 65]
+    table = pa.Table.from_pylist([{**GOOD, "id": i} for i in ids], schema=SCHEMA)
+    got = batch_rater.rate(table, require_id=True).column("reason").to_pylist()
+    expected = []
+    for raw in table.to_pylist():
+        try:
+            rater.rate_raw(raw, require_id=True)
+            expected.append(None)
+        except Rejected as rejection:
+            expected.append(rejection.code)
+    assert got == expected
+
+
+def _layouts(table: pa.Table) -> dict[str, pa.Table]:
+    """The same rows in the Arrow layouts a reader may hand over."""
+
+    def retype(target: pa.DataType, list_target: pa.DataType) -> pa.Table:
+        fields = [
+            pa.field(f.name, list_target if pa.types.is_list(f.type) else target)
+            if pa.types.is_string(f.type) or pa.types.is_list(f.type)
+            else f
+            for f in table.schema
+        ]
+        return table.cast(pa.schema(fields))
+
+    thirds = [table.slice(0, 700), table.slice(700, 1), table.slice(701)]
+    return {
+        "chunked": pa.concat_tables(thirds),
+        "large": retype(pa.large_string(), pa.large_list(pa.large_string())),
+        "dictionary": retype(pa.dictionary(pa.int32(), pa.string()), pa.list_(pa.string())),
+        "sliced": pa.concat_tables([table.slice(0, 3), table]).slice(3),
+        "batch": table.combine_chunks().to_batches()[0],
+    }
+
+
+def test_arrow_layouts_rate_like_plain_columns(rater: Rater, batch_rater: BatchRater) -> None:
+    rows = [{**GOOD, "start": s} for s in STARTS_BY_HAND[:10]]
+    rows += [{**GOOD, **extra} for extra in ODD_TEXT]
+    generated = generate_cdrs(rater, 2_000, seed=17).to_pylist()
+    table = pa.Table.from_pylist(rows + generated, schema=SCHEMA)
+    expected = batch_outcomes(batch_rater.rate(table))
+    assert expected == [scalar_outcome(rater, raw) for raw in table.to_pylist()]
+    for name, layout in _layouts(table).items():
+        assert batch_outcomes(batch_rater.rate(layout)) == expected, name
+    packages = table.column("packages").combine_chunks()
+    sliced_lists = pa.concat_arrays([packages.slice(5, 3), packages]).slice(3)
+    relisted = table.set_column(9, "packages", sliced_lists)
+    assert batch_outcomes(batch_rater.rate(relisted)) == expected
+
+
+def test_kernels_run_where_no_jit_cache_can_be_written() -> None:
+    code = (
+        "import numpy as np\n"
+        "from service.rating.batch_kernels import charge_of\n"
+        "print(charge_of(np.array([1, 2, 0, 0, 3], dtype=np.int64), 7))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "ZipCacheLocator"}  # none fits
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "4"
