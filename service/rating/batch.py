@@ -62,6 +62,7 @@ from service.rating.pricing import (
     Dial,
     ForwardKind,
     Leg,
+    Pricing,
     Roaming,
 )
 from service.rating.rejections import REASON_CODES
@@ -364,9 +365,8 @@ class BatchRater:
         )
         # Filled lazily: only the few keys that occur are ever priced.
         self.prices = k.Prices(
-            known=np.zeros(self.key_space, dtype=np.bool_),
-            rates=np.zeros((self.key_space, k.RATE_FIELDS), dtype=np.int64),
-            rejection=np.full(self.key_space, -1, dtype=np.int16),
+            row=np.full(self.key_space, -1, dtype=np.int32),
+            rates=np.zeros((0, k.RATE_FIELDS), dtype=np.int64),
         )
         self._dictionaries = {
             "call_class": pa.array(CALL_CLASSES, type=pa.string()),
@@ -411,7 +411,7 @@ class BatchRater:
         if pending:
             self._price(np.unique(out.pending_keys[:pending]))
             durations = columns.duration_s.values
-            rejected += k.finish_rows(durations, self.prices, out, pending, self.limits)
+            rejected += k.finish_rows(durations, self.prices, out, pending)
 
         clashes = [name for name in OUTPUT_COLUMNS if name in table.column_names]
         if clashes:
@@ -515,23 +515,32 @@ class BatchRater:
 
     def _price(self, keys: npt.NDArray[np.int64]) -> None:
         """Price new keys once each through the per-call path's `Rater.pricing`."""
-        for key in keys.tolist():
-            pricing = self.rater.pricing(self._case(key))
-            self.prices.known[key] = True
-            if pricing.rejection is not None:
-                self.prices.rejection[key] = REASON_CODES.index(pricing.rejection)
-                continue
-            totals = [0] * k.RATE_FIELDS
-            totals[k.FREE_MAX_S] = pricing.short_call_max_s
-            for component in pricing.components:
-                if component.unit_s not in (PER_6S, PER_MIN):
-                    raise ValueError(f"unit of {component.unit_s} s is not 6 s or 60 s")
-                per_6s = component.unit_s == PER_6S
-                if component.short_call_free:
-                    totals[k.FREE_6S if per_6s else k.FREE_60S] += component.rate_fen
-                else:
-                    totals[k.RATE_6S if per_6s else k.RATE_60S] += component.rate_fen
-            self.prices.rates[key] = totals
+        first = len(self.prices.rates)
+        rates = np.zeros((first + len(keys), k.RATE_FIELDS), dtype=np.int64)
+        rates[:first] = self.prices.rates
+        for row, key in enumerate(keys.tolist(), start=first):
+            self.prices.row[key] = row
+            rates[row] = self._rates(self.rater.pricing(self._case(key)))
+        self.prices = self.prices._replace(rates=rates)
+
+    @staticmethod
+    def _rates(pricing: Pricing) -> list[int]:
+        """A key's row of Prices.rates."""
+        totals = [0] * k.RATE_FIELDS
+        if pricing.rejection is not None:
+            totals[k.REJECTION] = REASON_CODES.index(pricing.rejection)
+            return totals
+        totals[k.FREE_MAX_S] = pricing.short_call_max_s
+        totals[k.REJECTION] = -1
+        for component in pricing.components:
+            if component.unit_s not in (PER_6S, PER_MIN):
+                raise ValueError(f"unit of {component.unit_s} s is not 6 s or 60 s")
+            per_6s = component.unit_s == PER_6S
+            if component.short_call_free:
+                totals[k.FREE_6S if per_6s else k.FREE_60S] += component.rate_fen
+            else:
+                totals[k.RATE_6S if per_6s else k.RATE_60S] += component.rate_fen
+        return totals
 
 
 def rate_batch(

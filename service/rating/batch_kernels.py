@@ -141,10 +141,10 @@ FORWARD_KIND_NAMES = ("unconditional", "conditional")
 LEG_KINDS = 4
 BUSY, NIGHT_FREE, TARGET_HOME, TARGET_VISITED, TARGET_ON_NET = 1, 2, 4, 8, 16
 FLAG_STATES = 32
-# Per-key price row: 6 s and 60 s rate totals, the same for the R8-waivable components,
-# and short_call_max_s.
-RATE_6S, RATE_60S, FREE_6S, FREE_60S, FREE_MAX_S = range(5)
-RATE_FIELDS = 5
+# A priced key's row: 6 s and 60 s rate totals, the same for the R8-waivable components,
+# short_call_max_s, and the pricing rejection (a REASON_CODES position, -1 when priced).
+RATE_6S, RATE_60S, FREE_6S, FREE_60S, FREE_MAX_S, REJECTION = range(6)
+RATE_FIELDS = 6
 # pricing.PER_6S and PER_MIN (batch.py checks): constant divisors compile to multiplications.
 UNIT_6S, UNIT_MIN = 6, 60
 
@@ -281,11 +281,10 @@ class Profiles(NamedTuple):
 
 
 class Prices(NamedTuple):
-    """Per case key: priced yet, its rate totals, its pricing rejection."""
+    """The keys priced so far: a dense table, so the few hot rows stay in cache."""
 
-    known: Bools
-    rates: I64  # (keys, RATE_FIELDS)
-    rejection: npt.NDArray[np.int16]  # REASON_CODES position, -1 when the key has a price
+    row: npt.NDArray[np.int32]  # case key -> its row in rates, -1 while unpriced
+    rates: I64  # (priced keys, RATE_FIELDS)
 
 
 class Outputs(NamedTuple):
@@ -307,11 +306,24 @@ class Outputs(NamedTuple):
 
 
 @_kernel
+def _byte(data: U8, index: int) -> int:
+    """data[index]: indices here are never negative, and an unsigned one spares numba's
+    wraparound check on every read (about a sixth of the kernel's time)."""
+    return int(data[np.uint64(index)])
+
+
+@_kernel
+def _entry(table: npt.NDArray[Any], index: int) -> int:
+    """table[index] as an int, without the wraparound check (see _byte)."""
+    return int(table[np.uint64(index)])
+
+
+@_kernel
 def _valid(validity: U8, bit_offset: int, row: int) -> bool:
     if len(validity) == 0:
         return True
     bit = bit_offset + row
-    return bool((validity[bit >> 3] >> (bit & 7)) & 1)
+    return bool((_byte(validity, bit >> 3) >> (bit & 7)) & 1)
 
 
 @_kernel
@@ -319,7 +331,7 @@ def _number(data: U8, position: int, count: int) -> int:
     """Decimal value of `count` ASCII digits, or -1 if one is not a digit."""
     value = 0
     for p in range(position, position + count):
-        digit = int(data[p]) - _ZERO
+        digit = _byte(data, p) - _ZERO
         if digit < 0 or digit > 9:
             return -1
         value = value * 10 + digit
@@ -331,8 +343,9 @@ def _all_digits(data: U8, start: int, end: int) -> bool:
     """str.isascii() and str.isdigit(): at least one character, all of them 0-9."""
     if end <= start:
         return False
-    for p in range(start, end):  # noqa: SIM110 (numba compiles loops, not all(generator))
-        if data[p] < _ZERO or data[p] > _NINE:
+    for p in range(start, end):
+        byte = _byte(data, p)
+        if byte < _ZERO or byte > _NINE:
             return False
     return True
 
@@ -342,7 +355,7 @@ def _chars(data: U8, start: int, end: int) -> int:
     """len() of UTF-8 text: bytes that do not continue a character."""
     count = 0
     for p in range(start, end):
-        if data[p] & _CONTINUATION_MASK != _CONTINUATION:
+        if _byte(data, p) & _CONTINUATION_MASK != _CONTINUATION:
             count += 1
     return count
 
@@ -361,7 +374,7 @@ def _starts_with(data: U8, start: int, end: int, names: Names, k: int) -> bool:
     if end - start < last - first:
         return False
     for j in range(last - first):  # noqa: SIM110 (numba compiles loops, not all(generator))
-        if data[start + j] != names.data[first + j]:
+        if _byte(data, start + j) != _byte(names.data, first + j):
             return False
     return True
 
@@ -398,7 +411,11 @@ def _normalize_msisdn(data: U8, start: int, end: int, prefixes: Names, mobile_le
             start += length
             break
     # Non-ASCII bytes are not digits, so byte lengths stand in for len() here.
-    if end - start != mobile_len or data[start] != _ONE or _number(data, start, mobile_len) < 0:
+    if (
+        end - start != mobile_len
+        or _byte(data, start) != _ONE
+        or _number(data, start, mobile_len) < 0
+    ):
         return -1
     return start
 
@@ -440,20 +457,20 @@ def _parse_start(data: U8, start: int, end: int, default_offset_s: int) -> tuple
     hour = _number(data, start + 11, 2)
     minute = _number(data, start + 14, 2)
     second = _number(data, start + 17, 2)
-    separator = data[start + 10]
+    separator = _byte(data, start + 10)
     if (
         min(year, month, day, hour, minute, second) < 0
-        or data[start + 4] != _MINUS
-        or data[start + 7] != _MINUS
+        or _byte(data, start + 4) != _MINUS
+        or _byte(data, start + 7) != _MINUS
         or separator not in (_T, _T_LOWER, _SPACE)
-        or data[start + 13] != _COLON
-        or data[start + 16] != _COLON
+        or _byte(data, start + 13) != _COLON
+        or _byte(data, start + 16) != _COLON
     ):
         return False, 0
     position = start + 19
-    if position < end and data[position] == _DOT:
+    if position < end and _byte(data, position) == _DOT:
         digits_end = position + 1
-        while digits_end < end and _ZERO <= data[digits_end] <= _NINE:
+        while digits_end < end and _ZERO <= _byte(data, digits_end) <= _NINE:
             digits_end += 1
         if not 1 <= digits_end - position - 1 <= 9:
             return False, 0
@@ -461,17 +478,17 @@ def _parse_start(data: U8, start: int, end: int, default_offset_s: int) -> tuple
     rest = end - position
     if rest == 0:
         offset_s = default_offset_s
-    elif rest == 1 and (data[position] == _Z or data[position] == _Z_LOWER):
+    elif rest == 1 and (_byte(data, position) == _Z or _byte(data, position) == _Z_LOWER):
         offset_s = 0
-    elif rest == 6 and (data[position] == _PLUS or data[position] == _MINUS):
+    elif rest == 6 and (_byte(data, position) == _PLUS or _byte(data, position) == _MINUS):
         hours = _number(data, position + 1, 2)
         minutes = _number(data, position + 4, 2)
-        if hours < 0 or minutes < 0 or data[position + 3] != _COLON:
+        if hours < 0 or minutes < 0 or _byte(data, position + 3) != _COLON:
             return False, 0
         offset_minutes = hours * 60 + minutes
         if offset_minutes >= MINUTES_PER_DAY:
             return False, 0
-        offset_s = offset_minutes * 60 * (-1 if data[position] == _MINUS else 1)
+        offset_s = offset_minutes * 60 * (-1 if _byte(data, position) == _MINUS else 1)
     else:
         return False, 0
     if (
@@ -528,8 +545,8 @@ def _is_mobile(data: U8, start: int, end: int, t: Tables, lim: Limits) -> bool:
     """classify._is_mobile."""
     return (
         end - start == lim.mobile_len
-        and data[start] == _ONE
-        and t.mobile_second_digit[data[start + 1]]
+        and _byte(data, start) == _ONE
+        and _entry(t.mobile_second_digit, _byte(data, start + 1)) != 0
     )
 
 
@@ -545,9 +562,9 @@ def _is_service(data: U8, start: int, end: int, t: Tables) -> bool:
 def _mobile(data: U8, start: int, dial: int, t: Tables, lim: Limits) -> Target:
     """classify._mobile via NumberingPlan.mobile."""
     slot = _number(data, start, lim.mobile_prefix_digits) - lim.mobile_prefix_first
-    if not 0 <= slot < len(t.mobile_area) or t.mobile_area[slot] == lim.no_index:
+    if not 0 <= slot < len(t.mobile_area) or _entry(t.mobile_area, slot) == lim.no_index:
         return _rejected(CALLEE_UNKNOWN_MOBILE)
-    return OK, dial, -1, False, int(t.mobile_area[slot]), bool(t.mobile_cmcc[slot]), 0
+    return OK, dial, -1, False, _entry(t.mobile_area, slot), _entry(t.mobile_cmcc, slot) != 0, 0
 
 
 @_kernel
@@ -555,17 +572,19 @@ def _area_number(data: U8, start: int, end: int, dial: int, t: Tables, lim: Limi
     """classify._area_number: area code (no trunk 0) + subscriber or service number."""
     if end - start < 3:
         return _rejected(CALLEE_INVALID_NUMBER)
-    area = int(t.area_by_digits[_number(data, start, 3)])
+    area = _entry(t.area_by_digits, _number(data, start, 3))
     if area == lim.no_index:
         return _rejected(CALLEE_UNKNOWN_AREA)
     # numbering.area_code_length: 10 and 2x are two digits long, every other code three.
-    two = data[start] == _TWO or (data[start] == _ONE and data[start + 1] == _ZERO)
+    two = _byte(data, start) == _TWO or (
+        _byte(data, start) == _ONE and _byte(data, start + 1) == _ZERO
+    )
     subscriber = start + (2 if two else 3)
     if _prefix(data, subscriber, end, t.information_prefixes) >= 0:
         return _rejected(CALLEE_INFORMATION_LINE)
     ordinary = (
         t.subscriber_length[min(end - subscriber, len(t.subscriber_length) - 1)]
-        and t.subscriber_first_digit[data[subscriber]]
+        and _entry(t.subscriber_first_digit, _byte(data, subscriber)) != 0
     )
     if not (ordinary or _is_service(data, subscriber, end, t)):
         return _rejected(CALLEE_INVALID_NUMBER)
@@ -576,17 +595,17 @@ def _area_number(data: U8, start: int, end: int, dial: int, t: Tables, lim: Limi
 def _domestic(data: U8, start: int, end: int, dial: int, t: Tables, lim: Limits) -> Target:
     """classify._domestic."""
     length = end - start
-    if data[start] == _ZERO:
+    if _byte(data, start) == _ZERO:
         if length == lim.mobile_len + 1 and _is_mobile(data, start + 1, end, t, lim):
             return _mobile(data, start + 1, dial, t, lim)
         return _area_number(data, start + 1, end, dial, t, lim)
     if _prefix(data, start, end, t.information_prefixes) >= 0:
         return _rejected(CALLEE_INFORMATION_LINE)
-    if length == lim.mobile_len and data[start] == _ONE:
+    if length == lim.mobile_len and _byte(data, start) == _ONE:
         return _mobile(data, start, dial, t, lim)
     if (
         t.subscriber_length[min(length, len(t.subscriber_length) - 1)]
-        and t.subscriber_first_digit[data[start]]
+        and _entry(t.subscriber_first_digit, _byte(data, start)) != 0
     ):
         return OK, dial, -1, False, lim.no_index, False, 0
     if _is_service(data, start, end, t):
@@ -601,8 +620,8 @@ def _after_86(data: U8, start: int, end: int, dial: int, t: Tables, lim: Limits)
         return _mobile(data, start, dial, t, lim)
     if (
         end == start
-        or t.subscriber_first_digit[data[start]]
-        or (end - start >= 2 and data[start] == _ONE and data[start + 1] == _ZERO)
+        or _entry(t.subscriber_first_digit, _byte(data, start)) != 0
+        or (end - start >= 2 and _byte(data, start) == _ONE and _byte(data, start + 1) == _ZERO)
     ):
         return _area_number(data, start, end, dial, t, lim)
     return _rejected(CALLEE_INVALID_PLUS86)
@@ -614,8 +633,8 @@ def _foreign(data: U8, start: int, end: int, dial: int, t: Tables, lim: Limits) 
     length = end - start
     head = 0  # digits[:3].ljust(3, "0")
     for p in range(start, start + 3):
-        head = head * 10 + (int(data[p]) - _ZERO if p < end else 0)
-    code_len = int(t.country_code_len[head]) if length > 0 else 0
+        head = head * 10 + (_byte(data, p) - _ZERO if p < end else 0)
+    code_len = _entry(t.country_code_len, head) if length > 0 else 0
     if code_len == 0 or length < code_len:
         return _rejected(CALLEE_UNKNOWN_COUNTRY)
     national = length - code_len
@@ -627,11 +646,11 @@ def _foreign(data: U8, start: int, end: int, dial: int, t: Tables, lim: Limits) 
     if t.split_code[code]:
         if code_len == 1 and code == lim.nanp_code and national != lim.nanp_national_digits:
             return _rejected(CALLEE_FOREIGN_LENGTH)
-        region = int(t.split_region[code * 1000 + _number(data, start + code_len, 3)])
+        region = _entry(t.split_region, code * 1000 + _number(data, start + code_len, 3))
         if region == lim.no_index:
             return _rejected(CALLEE_UNASSIGNED_NANP)
     else:
-        region = int(t.country_region[code])
+        region = _entry(t.country_region, code)
         if region == lim.no_index:
             return _rejected(CALLEE_UNKNOWN_COUNTRY)
     kind = HMT if t.region_is_hmt[region] else INTERNATIONAL
@@ -656,23 +675,27 @@ def _classify_callee(data: U8, start: int, end: int, t: Tables, lim: Limits) -> 
             start += length
             break
     international = -1
-    if data[start] == _PLUS:
+    if _byte(data, start) == _PLUS:
         international = start + 1
         if not _all_digits(data, international, end):
             return _rejected(CALLEE_INVALID_CHARACTERS)
     elif not _all_digits(data, start, end):
         return _rejected(CALLEE_INVALID_CHARACTERS)
-    elif end - start >= 2 and data[start] == _ZERO and data[start + 1] == _ZERO:
+    elif end - start >= 2 and _byte(data, start) == _ZERO and _byte(data, start + 1) == _ZERO:
         international = start + 2
     if international >= 0:
-        if end - international >= 2 and data[international] == 56 and data[international + 1] == 54:
+        if (
+            end - international >= 2
+            and _byte(data, international) == 56
+            and _byte(data, international + 1) == 54
+        ):
             return _after_86(data, international + 2, end, dial, t, lim)  # "86"
         return _foreign(data, international, end, dial, t, lim)
     if (
         end - start == lim.mobile_len + 2
-        and data[start] == 56
-        and data[start + 1] == 54
-        and data[start + 2] == _ONE
+        and _byte(data, start) == 56
+        and _byte(data, start + 1) == 54
+        and _byte(data, start + 2) == _ONE
     ):
         return _mobile(data, start + 2, dial, t, lim)  # "861" + 10 digits
     return _domestic(data, start, end, dial, t, lim)
@@ -685,7 +708,7 @@ def _check_number_syntax(data: U8, start: int, end: int, max_number_chars: int) 
         return CALLEE_EMPTY
     if end - start > max_number_chars and _chars(data, start, end) > max_number_chars:
         return CALLEE_TOO_LONG
-    body = start + 1 if data[start] == _PLUS else start
+    body = start + 1 if _byte(data, start) == _PLUS else start
     return OK if _all_digits(data, body, end) else CALLEE_INVALID_CHARACTERS
 
 
@@ -696,10 +719,12 @@ def _visited_index(data: U8, start: int, end: int, t: Tables, lim: Limits) -> in
     value = _number(data, start, length)
     if t.hmt_area_code[length * 1000 + value]:
         return -2 - VISITED_INTERNATIONAL
-    two = data[start] == _TWO or (length >= 2 and data[start] == _ONE and data[start + 1] == _ZERO)
+    two = _byte(data, start) == _TWO or (
+        length >= 2 and _byte(data, start) == _ONE and _byte(data, start + 1) == _ZERO
+    )
     if length != (2 if two else 3):
         return -2 - VISITED_UNKNOWN_AREA
-    area = int(t.area_by_digits[value * 10 if length == 2 else value])
+    area = _entry(t.area_by_digits, value * 10 if length == 2 else value)
     if area == lim.no_index or t.area_code_value[area] != value or t.area_code_len[area] != length:
         return -2 - VISITED_UNKNOWN_AREA
     return area
@@ -728,7 +753,7 @@ def _reject(reason: int) -> Case:
 def _text_span(column: Text, row: int) -> tuple[bool, int, int]:
     """(present, start, end) of one row of a string column."""
     present = _valid(column.validity, column.bit_offset, row)
-    return present, int(column.offsets[row]), int(column.offsets[row + 1])
+    return present, _entry(column.offsets, row), _entry(column.offsets, row + 1)
 
 
 @_kernel
@@ -792,7 +817,7 @@ def _case_of(
     duration = columns.duration_s
     if not _valid(duration.validity, duration.bit_offset, row):
         return _reject(DURATION_MISSING)
-    if not 0 <= duration.values[row] <= lim.max_duration_s:
+    if not 0 <= _entry(duration.values, row) <= lim.max_duration_s:
         return _reject(DURATION_INVALID)
     # cdr._leg: no type is an originating leg; forward_kind matters only when forwarded.
     present, start, end = _text_span(columns.type, row)
@@ -819,13 +844,13 @@ def _case_of(
         return _reject(VISITED_INVALID)
     if roaming_given:
         data = columns.visited_area.data
-        if data[visited_start] == _PLUS or (
+        if _byte(data, visited_start) == _PLUS or (
             visited_end - visited_start >= 2
-            and data[visited_start] == _ZERO
-            and data[visited_start + 1] == _ZERO
+            and _byte(data, visited_start) == _ZERO
+            and _byte(data, visited_start + 1) == _ZERO
         ):
             return _reject(VISITED_INTERNATIONAL)
-        if data[visited_start] == _ZERO:
+        if _byte(data, visited_start) == _ZERO:
             visited_start += 1
         if not (
             _all_digits(data, visited_start, visited_end) and 2 <= visited_end - visited_start <= 3
@@ -874,7 +899,7 @@ def _case_of(
     if home == -2:  # NumberingPlan.mobile
         prefix = _number(columns.caller.data, national, lim.mobile_prefix_digits)
         slot = prefix - lim.mobile_prefix_first
-        home = int(t.mobile_area[slot]) if 0 <= slot < len(t.mobile_area) else lim.no_index
+        home = _entry(t.mobile_area, slot) if 0 <= slot < len(t.mobile_area) else lim.no_index
     if home == lim.no_index:
         return _reject(CALLER_UNKNOWN_RANGE)
     visited = lim.no_index
@@ -955,13 +980,12 @@ def charge_of(rates: I64, duration_s: int) -> int:
 
 
 @_kernel
-def _settle(out: Outputs, row: int, key: int, prices: Prices, duration_s: int, lim: Limits) -> bool:
+def _settle(out: Outputs, row: int, rates: I64, duration_s: int) -> bool:
     """The charge of a classified row, or its pricing rejection; False when rejected."""
-    code = prices.rejection[key]
-    if code >= 0:
-        out.reason[row] = code
+    if rates[REJECTION] >= 0:
+        out.reason[row] = rates[REJECTION]
         return False
-    out.charge[row] = charge_of(prices.rates[key], duration_s)
+    out.charge[row] = charge_of(rates, duration_s)
     return True
 
 
@@ -987,17 +1011,19 @@ def rate_rows(
         reason, key, version, call_class, dial, roaming = _case_of(
             columns, row, t, lim, profiles, require_id
         )
-        out.call_class[row] = call_class
-        out.dial[row] = dial
-        out.roaming[row] = roaming
-        out.tariff[row] = version
-        out.charge[row] = 0
-        out.reason[row] = 0
+        at = np.uint64(row)  # unsigned: no wraparound check (see _byte)
+        out.call_class[at] = call_class
+        out.dial[at] = dial
+        out.roaming[at] = roaming
+        out.tariff[at] = version
+        out.charge[at] = 0
+        out.reason[at] = 0
         if reason != OK:
-            out.reason[row] = t.reason_index[reason]
+            out.reason[at] = t.reason_index[reason]
             rated = False
-        elif prices.known[key]:
-            rated = _settle(out, row, key, prices, columns.duration_s.values[row], lim)
+        elif _entry(prices.row, key) >= 0:
+            rates = prices.rates[_entry(prices.row, key)]
+            rated = _settle(out, row, rates, _entry(columns.duration_s.values, row))
         else:
             out.pending_rows[pending] = row
             out.pending_keys[pending] = key
@@ -1015,12 +1041,13 @@ def rate_rows(
 
 
 @_kernel
-def finish_rows(durations: I64, prices: Prices, out: Outputs, pending: int, lim: Limits) -> int:
+def finish_rows(durations: I64, prices: Prices, out: Outputs, pending: int) -> int:
     """Settle the pending rows now that their keys are priced; returns how many are rejected."""
     rejected = 0
     for index in range(pending):
         row = out.pending_rows[index]
-        if not _settle(out, row, out.pending_keys[index], prices, durations[row], lim):
+        rates = prices.rates[prices.row[out.pending_keys[index]]]
+        if not _settle(out, row, rates, durations[row]):
             out.rated_bits[row >> 3] &= np.uint8(~(1 << (row & 7)) & 0xFF)
             out.rejected_bits[row >> 3] |= np.uint8(1 << (row & 7))
             rejected += 1
