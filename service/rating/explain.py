@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from service.rating.pricing import CallCase, Destination, Dial, ForwardKind, Leg, Roaming
@@ -61,44 +62,61 @@ def _situation(case: CallCase, region_zh: str | None) -> str:
     return f"{where}{DIAL_ZH[case.dial]}{target}"
 
 
-def _free_reason(case: CallCase, tariff: Tariff, rules: tuple[str, ...]) -> str:
-    if "R9" in rules:
+def _free_reason(case: CallCase, tariff: Tariff) -> str:
+    if case.destination is Destination.SPECIAL and case.leg is not Leg.TERMINATING:
         return "拨打特服号码不收费（R9）。"
-    if "R10" in rules:
+    if case.night_free:
         night = tariff.packages["ld_night"]
         return (
             f"您已办理{night.name}，在优惠时段"
             f"（{night.free_from:%H:%M}至次日{night.free_until:%H:%M}）直拨国内长途不收通话费，"
             f"只收每月{yuan(night.monthly_fee_fen)}功能费（R10）。"
         )
-    if "R8" in rules:
-        seconds = tariff.structure.short_ld_free_max_s
-        return f"在归属地拨打长途，通话{seconds}秒（含）以内的长途通话费免收（R8）。"
     if case.leg is Leg.TERMINATING:
         return "在归属地接听电话不收费（R14）。"
     return "本次通话不收费。"
 
 
+@dataclass(frozen=True, slots=True)
+class Phrases:
+    """The parts of a case's explanation that do not depend on the duration."""
+
+    head: str  # tariff and situation, up to "通话"
+    free: str  # why a call of this case with nothing to charge is free
+    short_call: str  # R8's wording, for the calls it waives
+
+
+def phrases(case: CallCase, tariff: Tariff, region_zh: str | None = None) -> Phrases:
+    """Build once per call case; `explain` adds the duration, the items and the total."""
+    seconds = tariff.structure.short_ld_free_max_s
+    return Phrases(
+        head=f"按{tariff.name}（{tariff.version}）计费：您{_situation(case, region_zh)}，通话",
+        free=_free_reason(case, tariff),
+        short_call=f"在归属地拨打长途，通话{seconds}秒（含）以内的长途通话费免收（R8）。",
+    )
+
+
 def explain(
-    case: CallCase,
-    tariff: Tariff,
+    words: Phrases,
     items: tuple[Item, ...],
     rules: tuple[str, ...],
     duration_s: int,
     charge_fen: int,
-    region_zh: str | None = None,
 ) -> str:
     """One paragraph: tariff, situation, each charged part, the rules, the total in 元."""
-    situation = _situation(case, region_zh)
-    head = f"按{tariff.name}（{tariff.version}）计费：您{situation}，通话{duration_s}秒。"
+    head = f"{words.head}{duration_s}秒。"
     if duration_s == 0:
         return head + "通话未接通，不收费，合计0.00元。"
-    parts = [
-        f"{ITEM_ZH[item.code]}{item.units}个计费单位（每{UNIT_ZH[item.unit_s]}"
-        f"{item.rate_fen}分），计{item.amount_fen}分"
-        for item in items
-    ]
-    body = "；".join(parts) + "。" if parts else ""
-    free = _free_reason(case, tariff, rules) if not items or "R8" in rules else ""
+    body = (
+        "；".join(
+            f"{ITEM_ZH[item.code]}{item.units}个计费单位（每{UNIT_ZH[item.unit_s]}"
+            f"{item.rate_fen}分），计{item.amount_fen}分"
+            for item in items
+        )
+        + "。"
+        if items
+        else ""
+    )
+    free = words.short_call if "R8" in rules else ("" if items else words.free)
     applied = f"适用规则：{'、'.join(rules)}。" if rules else ""
     return f"{head}{body}{free}{applied}合计{yuan(charge_fen)}。"

@@ -13,7 +13,7 @@ from service.rating.classify import (
     roaming_state,
     visited_area_index,
 )
-from service.rating.explain import explain
+from service.rating.explain import Phrases, explain, phrases
 from service.rating.numbering import NO_INDEX, NumberingPlan
 from service.rating.pricing import (
     CallCase,
@@ -95,12 +95,14 @@ class Rater:
         self.book = book
         self.numbering = numbering
         self._prices: dict[CallCase, Pricing] = {}
+        self._phrases: dict[CallCase, Phrases] = {}
+        self._tariffs = {tariff.version: tariff for tariff in book.tariffs}
 
     def pricing(self, case: CallCase) -> Pricing:
         """price_case, memoized: there are few distinct cases."""
         pricing = self._prices.get(case)
         if pricing is None:
-            pricing = price_case(case, self.book.by_version(case.version))
+            pricing = price_case(case, self._tariffs[case.version])
             self._prices[case] = pricing
         return pricing
 
@@ -203,25 +205,21 @@ class Rater:
         rules = pricing.rules
         if len(charged) < len(pricing.components):
             rules = (*rules, "R8")
-        tariff = self.book.by_version(case.version)
         charge = sum(item.amount_fen for item in items)
+        words = self._phrases.get(case)
+        if words is None:
+            region_zh = self.numbering.region_names_zh.get(case.region or "")
+            words = phrases(case, self._tariffs[case.version], region_zh)
+            self._phrases[case] = words
         return Rating(
             charge_fen=charge,
             call_class=case.call_class,
             dial=case.dial.value,
             roaming=case.roaming.value,
-            tariff=tariff.version,
+            tariff=case.version,
             items=items,
             rules=rules,
-            explanation_zh=explain(
-                case,
-                tariff,
-                items,
-                rules,
-                duration,
-                charge,
-                self.numbering.region_names_zh.get(case.region or ""),
-            ),
+            explanation_zh=explain(words, items, rules, duration, charge),
         )
 
 
