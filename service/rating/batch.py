@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from service.rating import batch_kernels as k
 from service.rating.cdr import (
+    CDR_FIELDS,
     CHINA_PREFIXES,
     DEFAULT_OFFSET,
     MAX_DURATION_S,
@@ -69,18 +70,7 @@ from service.rating.rejections import REASON_CODES
 from service.rating.scalar import NIGHT_PACKAGE, Rater, SubscriberProfile
 from service.rating.tariff import seconds_of_day
 
-INPUT_COLUMNS = (
-    "id",
-    "caller",
-    "callee",
-    "start",
-    "duration_s",
-    "type",
-    "forward_kind",
-    "visited_area",
-    "plan",
-    "packages",
-)
+INPUT_COLUMNS = CDR_FIELDS
 OUTPUT_COLUMNS = ("charge_fen", "call_class", "dial", "roaming", "tariff", "reason")
 CALL_CLASSES = k.CALL_CLASSES
 

@@ -11,6 +11,19 @@ from typing import Any
 from service.rating.pricing import ForwardKind, Leg
 from service.rating.rejections import Rejected
 
+# SPEC §3.1: the fields of a CDR, as keys of a JSON object or columns of the batch path.
+CDR_FIELDS = (
+    "id",
+    "caller",
+    "callee",
+    "start",
+    "duration_s",
+    "type",
+    "forward_kind",
+    "visited_area",
+    "plan",
+    "packages",
+)
 MAX_ID_CHARS = 64
 MAX_DURATION_S = 86_400  # a switch cuts longer calls into partial records
 MAX_NAME_CHARS = 64

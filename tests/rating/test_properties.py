@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.rating import load_rater
+from service.rating.cdr import CDR_FIELDS
 from service.rating.rejections import REASONS, Rejected
 from service.rating.scalar import Rater
 from tests.conftest import TARIFFS
@@ -132,20 +133,7 @@ def test_charge_is_the_sum_of_items(request: dict[str, Any]) -> None:
 @settings(max_examples=600, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(
-            [
-                "caller",
-                "callee",
-                "start",
-                "duration_s",
-                "type",
-                "forward_kind",
-                "visited_area",
-                "plan",
-                "packages",
-                "id",
-            ]
-        ),
+        st.sampled_from(CDR_FIELDS),
         st.one_of(
             st.none(),
             st.booleans(),
