@@ -195,7 +195,8 @@ def open_suspense_record_ids(session: Session, *, record_ids: Sequence[str]) -> 
     for chunk in _chunks(record_ids):
         rows = session.scalars(
             select(SuspenseRow.record_id).where(
-                SuspenseRow.record_id.in_(chunk), SuspenseRow.resolved_at.is_(None)
+                _member_of(session, SuspenseRow.record_id, chunk),
+                SuspenseRow.resolved_at.is_(None),
             )
         )
         found.update(record_id for record_id in rows if record_id is not None)
@@ -277,7 +278,8 @@ def subscribers_by_msisdn(session: Session, *, msisdns: Sequence[str]) -> dict[s
     """Registry entries of these numbers."""
     found: dict[str, Subscriber] = {}
     for chunk in _chunks(msisdns):
-        for row in session.scalars(select(Subscriber).where(Subscriber.msisdn.in_(chunk))):
+        query = select(Subscriber).where(_member_of(session, Subscriber.msisdn, chunk))
+        for row in session.scalars(query):
             found[row.msisdn] = row
     return found
 
