@@ -9,6 +9,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# SPEC §6 roles; here so the command line can name them without loading the database layer.
+ROLES = ("switch", "agent", "ops", "admin")
 
 
 class Settings(BaseSettings):

@@ -12,9 +12,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.config import ROLES
 from service.db import repository
 
-ROLES = ("switch", "agent", "ops", "admin")
 ADMIN = "admin"
 KEY_ID_CHARS = 12
 KEY_BYTES = 24

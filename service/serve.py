@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from service.config import Settings, get_settings
+from service.config import ROLES, Settings, get_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -140,7 +140,6 @@ def _loadtest(args: argparse.Namespace) -> int:
 
 def add_service_commands(commands: Any) -> None:
     """Add serve, db, keys and loadtest to the `callrate` subcommands."""
-    from service.security import ROLES
 
     serve = commands.add_parser(
         "serve", help="migrate the database, load the tariffs and serve the HTTP API"
