@@ -100,6 +100,11 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 # --- conversions ------------------------------------------------------------------------------
 
 
+def default_profile(default_plan: str | None) -> SubscriberProfile | None:
+    """The profile of a caller the registry does not know (CALLRATE_DEFAULT_PLAN), if any."""
+    return SubscriberProfile(plan=default_plan) if default_plan else None
+
+
 def profile_of(row: Subscriber | repository.RegistryEntry) -> SubscriberProfile:
     """Registry row -> the core's SubscriberProfile."""
     return SubscriberProfile(
@@ -250,11 +255,11 @@ def _rate_and_store(
     registry = repository.subscribers_by_msisdn(
         session, msisdns=sorted({call.caller for call in calls.values()})
     )
-    default_profile = SubscriberProfile(plan=default_plan) if default_plan else None
+    fallback = default_profile(default_plan)
     cdr_rows: list[dict[str, Any]] = []
     for index, call in calls.items():
         row = registry.get(call.caller)
-        profile = profile_of(row) if row is not None else default_profile
+        profile = profile_of(row) if row is not None else fallback
         started = time.perf_counter()
         try:
             rating = rater.rate(call, subscriber=profile)
@@ -471,11 +476,7 @@ def quote(
         call = parse_cdr(request, require_id=False)
         caller = call.caller
         row = repository.registry_entry(db, msisdn=call.caller)
-        profile = (
-            profile_of(row)
-            if row is not None
-            else (SubscriberProfile(plan=default_plan) if default_plan else None)
-        )
+        profile = profile_of(row) if row is not None else default_profile(default_plan)
         result = rater.rate(call, subscriber=profile)
     except Rejected as rejection:
         result = rejection

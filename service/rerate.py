@@ -14,7 +14,7 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -25,10 +25,10 @@ from service.api import schemas
 from service.db import repository
 from service.db.models import RerateJob
 from service.errors import InvalidInput, NotFound
-from service.flows import profile_of, rating_row
+from service.flows import default_profile, profile_of, rating_row
 from service.rating.batch import BatchRater
-from service.rating.cdr import DEFAULT_OFFSET
-from service.rating.scalar import Rater, SubscriberProfile
+from service.rating.cdr import DEFAULT_OFFSET, EPOCH
+from service.rating.scalar import Rater
 from service.security import Actor, write_audit
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def create_job(
 def epoch_s(moment: datetime) -> int:
     """Seconds since the epoch; a moment without an offset is +08:00 (SPEC §1)."""
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=DEFAULT_OFFSET)
-    return int(aware.timestamp() // 1)
+    return (aware - EPOCH) // timedelta(seconds=1)
 
 
 def start_job(
@@ -205,7 +205,7 @@ def rerate_chunk(
     rated = batch.rate(_columns(records), subscribers=profiles, default_plan=default_plan)
     charges = rated.column("charge_fen").to_pylist()
     tariffs = rated.column("tariff").to_pylist()
-    default_profile = SubscriberProfile(plan=default_plan) if default_plan else None
+    fallback = default_profile(default_plan)
     new_rows: list[dict[str, Any]] = []
     rejected = delta = 0
     for index, (cdr_id, caller, _raw, _start, tariff, charge, seq) in enumerate(rows):
@@ -216,7 +216,7 @@ def rerate_chunk(
         if new_charge == charge and new_tariff == tariff:
             continue
         rating = rater.rate_raw(
-            records[index], subscriber=profiles.get(caller, default_profile), require_id=True
+            records[index], subscriber=profiles.get(caller, fallback), require_id=True
         )
         if (rating.charge_fen, rating.tariff) != (new_charge, new_tariff):
             raise RerateMismatch(
