@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,20 @@ def golden_cases() -> list[dict[str, Any]]:
     if not GOLDEN.is_file():
         pytest.fail(f"golden cases not found at {GOLDEN}")
     return [json.loads(line) for line in GOLDEN.read_text(encoding="utf-8").splitlines() if line]
+
+
+def write_correction(
+    directory: Path, source: str, version: str, *, starts: str | None = None, **values: int
+) -> None:
+    """A new tariff file copied from `source`: another version name, start and rate values."""
+    text = (directory / f"{source}.toml").read_text(encoding="utf-8")
+    text = text.replace(f'version = "{source}"', f'version = "{version}"')
+    if starts is not None:
+        text = re.sub(r"(?m)^effective_from = .*$", f"effective_from = {starts}", text)
+    for key, value in values.items():
+        text, count = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", text)
+        assert count == 1, key
+    (directory / f"{version}.toml").write_text(text, encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

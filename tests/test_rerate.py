@@ -20,7 +20,7 @@ from service.db.session import make_engine, make_sessionmaker
 from service.rating import load_rater
 from service.rating.scalar import Rater
 from service.security import Actor
-from tests.conftest import TARIFFS
+from tests.conftest import TARIFFS, write_correction
 from tests.conftest_db import Api, running_api
 
 WINDOW = {"from": "2009-01-01T00:00:00+08:00", "to": "2011-01-01T00:00:00+08:00"}
@@ -47,17 +47,6 @@ CDRS = [
 ]
 
 
-def _correction(source: Path, target: Path, version: str, start: str, ld_per_6s: str) -> None:
-    text = source.read_text(encoding="utf-8")
-    text = text.replace(f'version = "{source.stem}"', f'version = "{version}"')
-    text = text.replace(
-        text[text.index("effective_from = ") : text.index("\n", text.index("effective_from = "))],
-        f"effective_from = {start}",
-    )
-    text = text.replace("domestic_per_6s = 7", ld_per_6s).replace("domestic_per_6s = 6", ld_per_6s)
-    (target / f"{version}.toml").write_text(text, encoding="utf-8")
-
-
 @pytest.fixture(scope="module")
 def corrected_tariffs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled tariffs plus two corrections: LD 6 fen/6 s from 2009-12-01 (to the
@@ -66,19 +55,19 @@ def corrected_tariffs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for path in TARIFFS.glob("*.toml"):
         shutil.copy(path, directory / path.name)
     shutil.copytree(TARIFFS / "numbering", directory / "numbering")
-    _correction(
-        TARIFFS / "cmcc-2009.toml",
+    write_correction(
         directory,
+        "cmcc-2009",
         "cmcc-2009-fix",
-        "2009-12-01T00:00:00+08:00",
-        "domestic_per_6s = 6",
+        starts="2009-12-01T00:00:00+08:00",
+        domestic_per_6s=6,
     )
-    _correction(
-        TARIFFS / "cmcc-2010.toml",
+    write_correction(
         directory,
+        "cmcc-2010",
         "cmcc-2010-fix",
-        "2010-06-01T00:00:00+08:00",
-        "domestic_per_6s = 5",
+        starts="2010-06-01T00:00:00+08:00",
+        domestic_per_6s=5,
     )
     return directory
 

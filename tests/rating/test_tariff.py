@@ -10,7 +10,7 @@ import pytest
 
 from service.rating.scalar import Rater
 from service.rating.tariff import TariffError, in_window, load_book, load_tariff
-from tests.conftest import TARIFFS
+from tests.conftest import TARIFFS, write_correction
 
 
 def _copy_tariffs(tmp_path: Path) -> Path:
@@ -89,22 +89,19 @@ def test_version_must_match_file_name(tmp_path: Path) -> None:
 
 def test_same_start_is_refused(tmp_path: Path) -> None:
     directory = _copy_tariffs(tmp_path)
-    text = (directory / "cmcc-2010.toml").read_text(encoding="utf-8")
-    (directory / "cmcc-2010b.toml").write_text(
-        text.replace('version = "cmcc-2010"', 'version = "cmcc-2010b"'), encoding="utf-8"
-    )
+    write_correction(directory, "cmcc-2010", "cmcc-2010b")
     with pytest.raises(TariffError, match="start at the same instant"):
         load_book(directory)
 
 
 def test_a_correction_inside_a_closed_window_takes_over_until_its_end(tmp_path: Path) -> None:
     directory = _copy_tariffs(tmp_path)
-    text = (directory / "cmcc-2009.toml").read_text(encoding="utf-8")
-    text = text.replace('version = "cmcc-2009"', 'version = "cmcc-2009-fix"')
-    text = text.replace(
-        "effective_from = 2008-03-01T00:00:00+08:00", "effective_from = 2009-12-01T00:00:00+08:00"
+    write_correction(
+        directory,
+        "cmcc-2009",
+        "cmcc-2009-fix",
+        starts="2009-12-01T00:00:00+08:00",
     )
-    (directory / "cmcc-2009-fix.toml").write_text(text, encoding="utf-8")
     book = load_book(directory)
     versions = {
         stamp: book.tariffs[i].version if (i := book.index_at(stamp)) is not None else None
@@ -120,13 +117,13 @@ def test_no_files(tmp_path: Path) -> None:
 
 def test_a_correction_is_a_new_file_that_takes_over(tmp_path: Path) -> None:
     directory = _copy_tariffs(tmp_path)
-    text = (directory / "cmcc-2010.toml").read_text(encoding="utf-8")
-    text = text.replace('version = "cmcc-2010"', 'version = "cmcc-2010-fix"')
-    text = text.replace(
-        "effective_from = 2010-01-01T00:00:00+08:00", "effective_from = 2010-06-01T00:00:00+08:00"
+    write_correction(
+        directory,
+        "cmcc-2010",
+        "cmcc-2010-fix",
+        starts="2010-06-01T00:00:00+08:00",
+        domestic_per_6s=5,
     )
-    text = text.replace("domestic_per_6s = 6", "domestic_per_6s = 5")
-    (directory / "cmcc-2010-fix.toml").write_text(text, encoding="utf-8")
     book = load_book(directory)
     may = int(book.tariffs[1].effective_from.timestamp()) + 150 * 86_400
     june = int(book.tariffs[2].effective_from.timestamp())
