@@ -6,41 +6,54 @@ flush through the repository and never commit: the request's session commits onc
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from service.api import schemas
+from service.batch_body import (
+    Incoming,
+    NotAnArray,
+    NotJson,
+    TooManyRecords,
+    decode_record,
+    split_array,
+    split_ndjson,
+)
 from service.db import repository
 from service.db.models import RatingRow, Subscriber, SuspenseRow
 from service.errors import BadBody, BodyTooLarge, InvalidInput, NotFound
 from service.metrics import Metrics
-from service.rating.cdr import MAX_ID_CHARS, CallRecord, normalize_area, normalize_msisdn, parse_cdr
+from service.rating.cdr import (
+    MAX_ID_CHARS,
+    CallRecord,
+    is_storable_text,
+    normalize_area,
+    normalize_msisdn,
+    parse_cdr,
+)
 from service.rating.numbering import NO_INDEX
 from service.rating.rejections import Rejected
 from service.rating.scalar import Rater, Rating, SubscriberProfile
 from service.security import Actor, mask_number, write_audit
 
 RATED, DUPLICATE, REJECTED = "rated", "duplicate", "rejected"
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
     """The current instant, UTC."""
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """One record of a batch: the decoded value (None if the line was not JSON) and its text."""
-
-    value: object
-    raw: str
-    is_json: bool = True
 
 
 @dataclass(slots=True)
@@ -58,32 +71,18 @@ class Outcome:
 
 
 def parse_batch(body: bytes, *, ndjson: bool, max_records: int) -> list[Incoming]:
-    """A JSON array or NDJSON body -> records; a body that is not JSON at all is BadBody."""
-    if ndjson:
-        lines = [line for line in body.split(b"\n") if line.strip()]
-        if len(lines) > max_records:
-            raise BodyTooLarge(f"a batch holds at most {max_records} records, got {len(lines)}")
-        records = [_ndjson_record(line) for line in lines]
-        if records and not any(record.is_json for record in records):
-            raise BadBody("no line of the NDJSON body is JSON")
-        return records
+    """A JSON array or NDJSON body -> records with their exact bytes, without parsing the body
+    whole; BadBody when it is not JSON at all, BodyTooLarge past `max_records`."""
     try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        if ndjson:
+            return split_ndjson(body, max_records=max_records)
+        return split_array(body, max_records=max_records)
+    except NotJson as exc:
         raise BadBody(f"body is not JSON: {exc}") from exc
-    if not isinstance(value, list):
-        raise InvalidInput("body must be a JSON array of CDRs (or NDJSON)")
-    if len(value) > max_records:
-        raise BodyTooLarge(f"a batch holds at most {max_records} records, got {len(value)}")
-    return [Incoming(item, orjson.dumps(item).decode()) for item in value]
-
-
-def _ndjson_record(line: bytes) -> Incoming:
-    text = line.strip().decode("utf-8", errors="replace")
-    try:
-        return Incoming(orjson.loads(line), text)
-    except orjson.JSONDecodeError:
-        return Incoming(None, text, is_json=False)
+    except NotAnArray as exc:
+        raise (BadBody if exc.looks_like_ndjson else InvalidInput)(str(exc)) from exc
+    except TooManyRecords as exc:
+        raise BodyTooLarge(f"a batch holds at most {exc.limit} records") from exc
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -153,7 +152,8 @@ def suspense_out(row: SuspenseRow) -> schemas.SuspenseOut:
         field=row.field,
         code=row.code,
         reason=row.reason,
-        raw=row.raw,
+        raw=row.raw.decode("utf-8", errors="replace"),
+        raw_base64=base64.b64encode(row.raw).decode("ascii"),
         received_at=row.received_at,
         resolved_at=row.resolved_at,
         resolution=row.resolution,
@@ -187,13 +187,49 @@ def counts_of(outcomes: Sequence[Outcome]) -> dict[str, int]:
 
 # --- ingestion --------------------------------------------------------------------------------
 
+# Conflicts the database reports (PostgreSQL deadlock, serialization failure) run the batch
+# again, this many times in all, after a short random pause that grows with each attempt.
+INGEST_ATTEMPTS = 5
+RETRY_PAUSE_S = 0.02
 
-def _record_id(value: object) -> str | None:
+
+def _record_id(record: Incoming) -> str | None:
+    """The record's id when it can be stored and claimed (1-64 characters, storable text)."""
+    value = record.value
     if isinstance(value, Mapping):
         record_id = value.get("id")
-        if isinstance(record_id, str) and 0 < len(record_id) <= MAX_ID_CHARS:
+        if (
+            isinstance(record_id, str)
+            and 0 < len(record_id) <= MAX_ID_CHARS
+            and is_storable_text(record_id)
+        ):
             return record_id
     return None
+
+
+def _canonical(raw: bytes) -> str | None:
+    """A record's content whatever its formatting: keys sorted, numbers exact (Python's json
+    keeps every digit of an integer; orjson rounds those beyond 64 bits)."""
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _same_content(raw: bytes, other: bytes) -> bool:
+    """SPEC §6.2: equal fields and values, whatever the JSON formatting."""
+    if raw == other:
+        return True
+    canonical = _canonical(raw)
+    return canonical is not None and canonical == _canonical(other)
+
+
+def _against_stored(record_id: str, raw: bytes, stored_raw: bytes, charge: int | None) -> Outcome:
+    """A record whose id is taken: duplicate (with the stored charge) or id.conflict."""
+    if _same_content(raw, stored_raw):
+        return Outcome(record_id, DUPLICATE, charge_fen=charge)
+    return Outcome(record_id, REJECTED, rejection=Rejected("id.conflict"))
 
 
 def rating_row(
@@ -216,6 +252,12 @@ def rating_row(
     }
 
 
+def _parse(record: Incoming) -> CallRecord:
+    if record.rejection is not None:
+        raise record.rejection
+    return parse_cdr(record.value, require_id=True)
+
+
 def _rate_and_store(
     session: Session,
     *,
@@ -226,38 +268,50 @@ def _rate_and_store(
     now: datetime,
     metrics: Metrics | None,
 ) -> list[Outcome]:
-    """Deduplicate, rate and store the rateable records; rejected ones are left to the caller."""
+    """SPEC §6.2 per record, in batch order: an id already stored makes a duplicate or an
+    id.conflict; otherwise the record is rated and stored, or rejected. Inside the batch an
+    id is claimed by the first record that is rated, never by a rejected one."""
     outcomes: list[Outcome | None] = [None] * len(records)
-    first_index: dict[str, int] = {}
-    repeats: dict[int, int] = {}  # later index -> index of the first record with that id
-    for index, record in enumerate(records):
-        record_id = _record_id(record.value) if record.is_json else None
-        if record_id is None:
-            continue
-        if record_id in first_index:
-            repeats[index] = first_index[record_id]
-        else:
-            first_index[record_id] = index
-    stored = repository.current_charges(session, cdr_ids=list(first_index))
-    for record_id, charge in stored.items():
-        outcomes[first_index[record_id]] = Outcome(record_id, DUPLICATE, charge_fen=charge)
+    ids = [_record_id(record) for record in records]
+    charges = repository.current_charges(
+        session, cdr_ids=list(dict.fromkeys(i for i in ids if i is not None))
+    )
+    stored = repository.stored_raws(session, cdr_ids=list(charges)) if charges else {}
 
     calls: dict[int, CallRecord] = {}
     for index, record in enumerate(records):
-        if outcomes[index] is not None or index in repeats:
+        if ids[index] in charges:
             continue
         try:
-            if not record.is_json:
-                raise Rejected("record.invalid")
-            calls[index] = parse_cdr(record.value, require_id=True)
+            calls[index] = _parse(record)
         except Rejected as rejection:
-            outcomes[index] = Outcome(_record_id(record.value), REJECTED, rejection=rejection)
+            outcomes[index] = Outcome(ids[index], REJECTED, rejection=rejection)
     registry = repository.subscribers_by_msisdn(
         session, msisdns=sorted({call.caller for call in calls.values()})
     )
     fallback = default_profile(default_plan)
+    claims: dict[str, int] = {}  # id -> index of the record of this batch that stores it
+    followers: dict[str, list[int]] = {}  # id -> later records answered against the claim
     cdr_rows: list[dict[str, Any]] = []
-    for index, call in calls.items():
+    for index, record in enumerate(records):
+        record_id = ids[index]
+        if record_id is not None and record_id in charges:
+            stored_raw = stored[record_id].encode()
+            outcomes[index] = _against_stored(record_id, record.raw, stored_raw, charges[record_id])
+            continue
+        if record_id is not None and record_id in claims:
+            claim = claims[record_id]
+            claimed = outcomes[claim]
+            assert claimed is not None
+            outcomes[index] = _against_stored(
+                record_id, record.raw, records[claim].raw, claimed.charge_fen
+            )
+            followers.setdefault(record_id, []).append(index)
+            continue
+        call = calls.get(index)
+        if call is None:
+            continue  # rejected above
+        assert call.id is not None
         row = registry.get(call.caller)
         profile = profile_of(row) if row is not None else fallback
         started = time.perf_counter()
@@ -269,8 +323,8 @@ def _rate_and_store(
         finally:
             if metrics is not None:
                 metrics.rating_seconds.observe(time.perf_counter() - started)
-        assert call.id is not None
         outcomes[index] = Outcome(call.id, RATED, charge_fen=rating.charge_fen, rating=rating)
+        claims[call.id] = index
         cdr_rows.append(
             {
                 "id": call.id,
@@ -279,55 +333,80 @@ def _rate_and_store(
                 "start_epoch_s": call.start_epoch_s,
                 "duration_s": call.duration_s,
                 "leg": call.leg.value,
-                "raw": records[index].raw,
+                "raw": record.raw.decode(),
                 "received_at": now,
             }
         )
     inserted = repository.insert_cdrs_new(session, rows=cdr_rows)
     rating_rows: list[dict[str, Any]] = []
-    raced: list[int] = []
+    raced: list[str] = []
     for cdr_row in cdr_rows:
-        index = first_index[cdr_row["id"]]
-        outcome = outcomes[index]
-        assert outcome is not None
-        assert outcome.rating is not None
-        if cdr_row["id"] in inserted:
-            rating_rows.append(rating_row(cdr_row["id"], 1, outcome.rating, now=now, source=source))
-        else:  # a concurrent batch stored the same id first; its charge is the answer
-            raced.append(index)
+        record_id = cdr_row["id"]
+        if record_id in inserted:
+            outcome = outcomes[claims[record_id]]
+            assert outcome is not None
+            assert outcome.rating is not None
+            rating_rows.append(rating_row(record_id, 1, outcome.rating, now=now, source=source))
+        else:  # a concurrent batch stored the same id first: answer against what it stored
+            raced.append(record_id)
     repository.insert_ratings(session, rows=rating_rows)
     if raced:
-        raced_ids = dict(_ids_at(outcomes, raced))
-        charges = repository.current_charges(session, cdr_ids=list(raced_ids.values()))
-        for index, record_id in raced_ids.items():
-            outcomes[index] = Outcome(record_id, DUPLICATE, charge_fen=charges.get(record_id))
-    for index, first in repeats.items():
-        original = outcomes[first]
-        assert original is not None
-        outcomes[index] = Outcome(
-            original.id,
-            DUPLICATE,
-            charge_fen=original.charge_fen if original.result != REJECTED else None,
-        )
-    if metrics is not None:
-        charged: dict[str, int] = {}  # one counter update per class, not per record
-        for outcome in outcomes:
-            if outcome is not None and outcome.result == RATED and outcome.rating is not None:
-                call_class = outcome.rating.call_class
-                charged[call_class] = charged.get(call_class, 0) + outcome.rating.charge_fen
-        for call_class, fen in charged.items():
-            metrics.charged_fen.labels(call_class=call_class).inc(fen)
+        raced_charges = repository.current_charges(session, cdr_ids=raced)
+        raced_raws = repository.stored_raws(session, cdr_ids=raced)
+        for record_id in raced:
+            for index in [claims[record_id], *followers.get(record_id, ())]:
+                outcomes[index] = _against_stored(
+                    record_id,
+                    records[index].raw,
+                    raced_raws[record_id].encode(),
+                    raced_charges.get(record_id),
+                )
     final = [outcome for outcome in outcomes if outcome is not None]
     assert len(final) == len(records)
     return final
 
 
-def _ids_at(outcomes: Sequence[Outcome | None], indexes: Sequence[int]) -> list[tuple[int, str]]:
-    return [
-        (index, outcome.id)
-        for index in indexes
-        if (outcome := outcomes[index]) is not None and outcome.id is not None
-    ]
+def _count_charged(metrics: Metrics | None, outcomes: Sequence[Outcome]) -> None:
+    """Charged fen by class, once the batch's work is done (not again on a retry)."""
+    if metrics is None:
+        return
+    charged: dict[str, int] = {}  # one counter update per class, not per record
+    for outcome in outcomes:
+        if outcome.result == RATED and outcome.rating is not None:
+            call_class = outcome.rating.call_class
+            charged[call_class] = charged.get(call_class, 0) + outcome.rating.charge_fen
+    for call_class, fen in charged.items():
+        metrics.charged_fen.labels(call_class=call_class).inc(fen)
+
+
+def _retrying(session: Session, work: Callable[[], T]) -> T:
+    """`work()`, run again from a rolled-back session when the database reports a conflict
+    that another attempt resolves (SPEC §6.2: never a deadlock answered as an error)."""
+    for attempt in range(1, INGEST_ATTEMPTS + 1):
+        try:
+            return work()
+        except DBAPIError as error:
+            if attempt == INGEST_ATTEMPTS or not repository.is_retryable(error):
+                raise
+            session.rollback()
+            time.sleep(random.uniform(0, RETRY_PAUSE_S * 2**attempt))  # noqa: S311 - jitter
+    raise AssertionError("unreachable")
+
+
+def suspense_row(record: Incoming, outcome: Outcome, *, now: datetime) -> dict[str, Any]:
+    """The suspense row keeping a rejected record's exact bytes with its reason."""
+    assert outcome.rejection is not None
+    return {
+        "record_id": outcome.id,
+        "raw": record.raw,
+        "raw_sha256": hashlib.sha256(record.raw).hexdigest(),
+        "field": outcome.rejection.field,
+        "code": outcome.rejection.code,
+        "reason": outcome.rejection.message,
+        "received_at": now,
+        "resolved_at": None,
+        "resolution": None,
+    }
 
 
 def ingest_batch(
@@ -339,39 +418,32 @@ def ingest_batch(
     metrics: Metrics | None = None,
     now: datetime | None = None,
 ) -> list[Outcome]:
-    """SPEC §6.2: rate and store a batch; rejected records go whole to suspense."""
-    now = now or utcnow()
-    outcomes = _rate_and_store(
-        session,
-        rater=rater,
-        default_plan=default_plan,
-        records=records,
-        source="ingest",
-        now=now,
-        metrics=metrics,
-    )
-    rejected = [(i, o) for i, o in enumerate(outcomes) if o.result == REJECTED]
-    waiting = repository.open_suspense_record_ids(
-        session, record_ids=[o.id for _, o in rejected if o.id is not None]
-    )
-    rows = []
-    for index, outcome in rejected:
-        if outcome.id is not None and outcome.id in waiting:
-            continue  # a retried batch: this record already waits in suspense
-        assert outcome.rejection is not None
-        rows.append(
-            {
-                "record_id": outcome.id,
-                "raw": records[index].raw,
-                "field": outcome.rejection.field,
-                "code": outcome.rejection.code,
-                "reason": outcome.rejection.message,
-                "received_at": now,
-                "resolved_at": None,
-                "resolution": None,
-            }
+    """SPEC §6.2: rate and store a batch; rejected records go whole to suspense (a record
+    already waiting there, byte for byte, is not added twice)."""
+    at = now or utcnow()
+
+    def work() -> list[Outcome]:
+        outcomes = _rate_and_store(
+            session,
+            rater=rater,
+            default_plan=default_plan,
+            records=records,
+            source="ingest",
+            now=at,
+            metrics=metrics,
         )
-    repository.insert_suspense(session, rows=rows)
+        repository.insert_suspense(
+            session,
+            rows=[
+                suspense_row(record, outcome, now=at)
+                for record, outcome in zip(records, outcomes, strict=True)
+                if outcome.result == REJECTED
+            ],
+        )
+        return outcomes
+
+    outcomes = _retrying(session, work)
+    _count_charged(metrics, outcomes)
     if metrics is not None:
         metrics.count_results(outcome.result for outcome in outcomes)
     return outcomes
@@ -388,55 +460,55 @@ def recycle_suspense(
     now: datetime | None = None,
 ) -> schemas.RecycleResponse:
     """Re-rate open suspense rows; those that now rate move to the CDRs."""
-    now = now or utcnow()
-    rows = repository.open_suspense(session, ids=ids, limit=limit)
-    records = [_incoming_from_raw(row.raw) for row in rows]
-    outcomes = _rate_and_store(
-        session,
-        rater=rater,
-        default_plan=default_plan,
-        records=records,
-        source="recycle",
-        now=now,
-        metrics=metrics,
-    )
-    for resolution in (RATED, DUPLICATE):
-        repository.resolve_suspense(
+    at = now or utcnow()
+
+    def work() -> tuple[list[SuspenseRow], list[Outcome]]:
+        rows = repository.open_suspense(session, ids=ids, limit=limit)
+        records = [decode_record(row.raw, index) for index, row in enumerate(rows)]
+        outcomes = _rate_and_store(
             session,
-            ids=[row.id for row, o in zip(rows, outcomes, strict=True) if o.result == resolution],
-            resolution=resolution,
-            resolved_at=now,
+            rater=rater,
+            default_plan=default_plan,
+            records=records,
+            source="recycle",
+            now=at,
+            metrics=metrics,
         )
-    results = []
-    for row, outcome in zip(rows, outcomes, strict=True):
-        rejection = outcome.rejection
-        if rejection is not None and rejection.code != row.code:
-            repository.update_suspense_reason(
+        for resolution in (RATED, DUPLICATE):
+            repository.resolve_suspense(
                 session,
-                suspense_id=row.id,
-                field=rejection.field,
-                code=rejection.code,
-                reason=rejection.message,
+                ids=[r.id for r, o in zip(rows, outcomes, strict=True) if o.result == resolution],
+                resolution=resolution,
+                resolved_at=at,
             )
-        results.append(
-            schemas.RecycleResult(
-                suspense_id=row.id,
-                record_id=row.record_id,
-                result=outcome.result,  # type: ignore[arg-type]
-                charge_fen=outcome.charge_fen,
-                field=rejection.field if rejection else None,
-                code=rejection.code if rejection else None,
-                reason=rejection.message if rejection else None,
-            )
+        for row, outcome in zip(rows, outcomes, strict=True):
+            rejection = outcome.rejection
+            if rejection is not None and rejection.code != row.code:
+                repository.update_suspense_reason(
+                    session,
+                    suspense_id=row.id,
+                    field=rejection.field,
+                    code=rejection.code,
+                    reason=rejection.message,
+                )
+        return rows, outcomes
+
+    rows, outcomes = _retrying(session, work)
+    _count_charged(metrics, outcomes)
+    results = [
+        schemas.RecycleResult(
+            suspense_id=row.id,
+            record_id=row.record_id,
+            result=outcome.result,  # type: ignore[arg-type]
+            charge_fen=outcome.charge_fen,
+            field=rejection.field if rejection else None,
+            code=rejection.code if rejection else None,
+            reason=rejection.message if rejection else None,
         )
+        for row, outcome in zip(rows, outcomes, strict=True)
+        for rejection in (outcome.rejection,)
+    ]
     return schemas.RecycleResponse(counts=schemas.Counts(**counts_of(outcomes)), results=results)
-
-
-def _incoming_from_raw(raw: str) -> Incoming:
-    try:
-        return Incoming(orjson.loads(raw), raw)
-    except orjson.JSONDecodeError:
-        return Incoming(None, raw, is_json=False)
 
 
 def list_suspense(

@@ -64,12 +64,12 @@ BATCH_BODY: dict[str, Any] = {
 )
 def post_cdrs(
     request: Request,
+    actor: SwitchActor,  # first: an unauthenticated request is refused before its body is read
     body: BodyDep,
     session: SessionDep,
     rater: RaterDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-    actor: SwitchActor,
 ) -> OrjsonResponse:
     """Per record: rated (charge, rating), duplicate (stored charge) or rejected (reason)."""
     ndjson = request.headers.get("content-type", "").split(";")[0].strip().lower() == NDJSON
@@ -84,7 +84,10 @@ def post_cdrs(
     return OrjsonResponse(
         {
             "counts": flows.counts_of(outcomes),
-            "results": [flows.record_result(i, o) for i, o in enumerate(outcomes)],
+            "results": [
+                flows.record_result(record.index, outcome)
+                for record, outcome in zip(records, outcomes, strict=True)
+            ],
         }
     )
 

@@ -148,7 +148,10 @@ class SuspenseOut(BaseModel):
     field: str
     code: str
     reason: str
-    raw: str = Field(description="the record exactly as received")
+    raw: str = Field(
+        description="the record as received, as text (bytes that are not UTF-8 show as U+FFFD)"
+    )
+    raw_base64: str = Field(description="the exact bytes received, base64")
     received_at: datetime
     resolved_at: datetime | None
     resolution: str | None

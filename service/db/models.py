@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
@@ -76,17 +87,26 @@ class SuspenseRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     record_id: Mapped[str | None] = mapped_column(String(64))  # the CDR's id when it has one
-    raw: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)  # the bytes received, whatever they hold
+    raw_sha256: Mapped[str] = mapped_column(String(64))  # hex; one open row per distinct raw
     field: Mapped[str] = mapped_column(String(32))
     code: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    resolution: Mapped[str | None] = mapped_column(String(16))  # rated | duplicate
+    resolution: Mapped[str | None] = mapped_column(String(16))  # rated | duplicate | merged
 
     __table_args__ = (
         Index("ix_suspense_open", "resolved_at", "id"),
         Index("ix_suspense_record_id", "record_id"),
+        # A retried rejected record, also under concurrent retries, finds its open row here.
+        Index(
+            "ux_suspense_open_raw",
+            "raw_sha256",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
     )
 
 

@@ -22,8 +22,9 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from service.db.models import (
@@ -36,6 +37,8 @@ from service.db.models import (
     Subscriber,
     SuspenseRow,
 )
+
+_by_id = operator.itemgetter("id")
 
 # Bound parameters per IN list: far below SQLite's 32,766 and PostgreSQL's 65,535.
 IN_CHUNK = 5_000
@@ -125,6 +128,9 @@ def insert_cdrs_new(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> s
     actually inserted."""
     if not rows:
         return set()
+    # In id order: two batches holding the same ids wait on each other's index entries in
+    # the same order, so they cannot deadlock (PostgreSQL; SQLite has one writer at a time).
+    rows = sorted(rows, key=_by_id)
     if session.get_bind().dialect.name == "postgresql":
         # Callers answer the ids already stored `duplicate` before this, so a conflict here
         # means a concurrent batch stored the same id meanwhile: rare. COPY straight into
@@ -145,7 +151,8 @@ def insert_cdrs_new(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> s
         )
         cursor = _copy_rows(session, "cdrs_incoming", CDR_COLUMNS, rows)
         cursor.execute(
-            "INSERT INTO cdrs SELECT * FROM cdrs_incoming ON CONFLICT (id) DO NOTHING RETURNING id"
+            "INSERT INTO cdrs SELECT * FROM cdrs_incoming ORDER BY id"
+            " ON CONFLICT (id) DO NOTHING RETURNING id"
         )
         inserted = {record_id for (record_id,) in cursor.fetchall()}
         cursor.execute("TRUNCATE cdrs_incoming")
@@ -184,23 +191,36 @@ def next_rating_seqs(session: Session, *, cdr_ids: Sequence[str]) -> dict[str, i
 
 
 def insert_suspense(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Bulk-insert rejected records (one executemany)."""
-    if rows:
-        session.execute(_table(SuspenseRow).insert(), list(rows))
+    """Bulk-insert rejected records, skipping those whose raw already waits in an open row
+    (a retried record, also from a concurrent batch: the partial unique index decides)."""
+    if not rows:
+        return
+    table = _table(SuspenseRow)
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).on_conflict_do_nothing(
+        index_elements=[table.c.raw_sha256], index_where=table.c.resolved_at.is_(None)
+    )
+    # In raw_sha256 order, for the reason insert_cdrs_new inserts in id order.
+    session.execute(statement, sorted(rows, key=operator.itemgetter("raw_sha256")))
 
 
-def open_suspense_record_ids(session: Session, *, record_ids: Sequence[str]) -> set[str]:
-    """Which of these record ids already wait in suspense (a retried rejected record)."""
-    found: set[str] = set()
-    for chunk in _chunks(record_ids):
-        rows = session.scalars(
-            select(SuspenseRow.record_id).where(
-                _member_of(session, SuspenseRow.record_id, chunk),
-                SuspenseRow.resolved_at.is_(None),
-            )
-        )
-        found.update(record_id for record_id in rows if record_id is not None)
+def stored_raws(session: Session, *, cdr_ids: Sequence[str]) -> dict[str, str]:
+    """The record as received of each stored CDR among `cdr_ids`."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(cdr_ids):
+        rows = session.execute(select(Cdr.id, Cdr.raw).where(_member_of(session, Cdr.id, chunk)))
+        found.update({cdr_id: raw for cdr_id, raw in rows})
     return found
+
+
+# deadlock_detected, serialization_failure: the transaction may succeed when run again.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True for a conflict the database reports that running the transaction again resolves."""
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    return getattr(cause, "sqlstate", None) in RETRYABLE_SQLSTATES
 
 
 def list_suspense(

@@ -52,6 +52,17 @@ class CallRecord:
     packages: tuple[str, ...] | None
 
 
+def is_storable_text(value: str) -> bool:
+    """False for text no database column can hold: NUL, or unpaired surrogates (not UTF-8)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def normalize_msisdn(value: object) -> str:
     """11-digit national form of a China mobile number given with or without +86/86/0086."""
     if not isinstance(value, str):
@@ -154,6 +165,8 @@ def parse_cdr(raw: object, *, require_id: bool) -> CallRecord:
     record_id = raw.get("id")
     if require_id and (not isinstance(record_id, str) or not 0 < len(record_id) <= MAX_ID_CHARS):
         raise Rejected("id.invalid")
+    if require_id and isinstance(record_id, str) and not is_storable_text(record_id):
+        raise Rejected("id.invalid_characters")
     if raw.get("caller") is None:
         raise Rejected("caller.missing")
     caller = normalize_msisdn(raw["caller"])

@@ -42,6 +42,14 @@ REASONS: dict[str, str] = {
     "packages.invalid": "packages must be a list of package names",
     "packages.unknown": "packages names a package that is not in the tariff in force",
     "record.invalid": "record: a CDR must be a JSON object",
+    "record.not_json": "record is not JSON",
+    "record.not_utf8": "record is not UTF-8 text",
+    "record.too_deep": "record is nested more than 64 levels deep",
+    "record.unsupported_value": (
+        "record holds a number beyond 64-bit floating point or an unpaired surrogate escape"
+    ),
+    "id.invalid_characters": "id may not hold NUL or unpaired surrogate (\\ud800) characters",
+    "id.conflict": "id is already stored with different content",
 }
 REASON_CODES: tuple[str, ...] = tuple(REASONS)
 

@@ -71,13 +71,21 @@ def test_retried_batch_is_duplicate_and_writes_nothing(api: Api) -> None:
     assert table_counts(api) == counts_after_first
 
 
-def test_same_id_twice_in_one_batch_first_wins(api: Api) -> None:
-    batch = [cdr("a"), cdr("a", duration_s=600), cdr("z", callee="x"), cdr("z")]
+def test_same_id_twice_in_one_batch_claimed_by_the_stored_record(api: Api) -> None:
+    batch = [cdr("a"), cdr("a", duration_s=600), cdr("z", callee="x"), cdr("z"), cdr("a")]
     results = api.post("/v1/cdrs", role="switch", json=batch).json()["results"]
-    assert [r["result"] for r in results] == ["rated", "duplicate", "rejected", "duplicate"]
-    assert results[1]["charge_fen"] == 126
-    assert "charge_fen" not in results[3]
-    assert table_counts(api) == (1, 1, 1)
+    assert [r["result"] for r in results] == [
+        "rated",
+        "rejected",
+        "rejected",
+        "rated",
+        "duplicate",
+    ]
+    assert results[1]["code"] == "id.conflict"
+    assert results[2]["code"] == "callee.invalid_characters"
+    assert results[3]["charge_fen"] == 126
+    assert results[4]["charge_fen"] == 126
+    assert table_counts(api) == (2, 2, 2)
 
 
 def test_ndjson_batch_with_a_line_that_is_not_json(api: Api) -> None:
@@ -95,7 +103,7 @@ def test_ndjson_batch_with_a_line_that_is_not_json(api: Api) -> None:
         (None, "rejected"),
         ("n2", "rated"),
     ]
-    assert results[1]["code"] == "record.invalid"
+    assert results[1]["code"] == "record.not_json"
     suspense = api.get("/v1/suspense", role="admin").json()["items"]
     assert [s["raw"] for s in suspense] == ["{not json"]
 

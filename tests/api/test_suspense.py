@@ -55,11 +55,20 @@ def test_rejected_record_is_kept_whole_and_recycled_after_registration(api: Api)
 
 
 def test_recycle_finds_record_stored_meanwhile(api: Api) -> None:
-    api.post("/v1/cdrs", role="switch", json=[unregistered("d1")])
-    api.post("/v1/cdrs", role="switch", json=[cdr("d1")])  # the switch sent a fixed record
+    api.post("/v1/cdrs", role="switch", json=[unregistered("d1"), unregistered("d2")])
+    api.put("/v1/subscribers/13800138000", role="admin", json={"plan": "gotone"})
+    api.post("/v1/cdrs", role="switch", json=[unregistered("d1")])  # the switch's retry
+    api.post("/v1/cdrs", role="switch", json=[cdr("d2", duration_s=7)])  # other content
     recycled = api.post("/v1/suspense/recycle", role="admin", json={}).json()
-    assert recycled["results"][0]["result"] == "duplicate"
+    assert [(r["record_id"], r["result"]) for r in recycled["results"]] == [
+        ("d1", "duplicate"),
+        ("d2", "rejected"),
+    ]
     assert recycled["results"][0]["charge_fen"] == 126
+    assert recycled["results"][1]["code"] == "id.conflict"
+    assert [s["code"] for s in api.get("/v1/suspense", role="admin").json()["items"]] == [
+        "id.conflict"
+    ]
 
 
 def test_default_plan_rates_unregistered_callers(api: Api) -> None:

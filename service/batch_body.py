@@ -1,0 +1,213 @@
+"""A POST /v1/cdrs body -> one exact byte slice per record, each decoded on its own.
+
+The body is never parsed whole: one bad record (invalid UTF-8, NUL, a number beyond 64-bit
+floating point, 300-deep nesting) must not fail the others, and a body of 5 million `{}`
+must be refused before 5 million dicts exist. A JSON array is cut at its top-level commas
+by a byte scanner that skips strings and counts depth without recursion; NDJSON is cut at
+newlines. The record limit is checked while cutting.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import orjson
+
+from service.rating.cdr import parse_cdr
+from service.rating.rejections import Rejected
+
+# A CDR is two levels deep (an object holding the `packages` list); deeper records are
+# rejected without being parsed (orjson stops at 1,024 levels, Python's json recurses).
+MAX_DEPTH = 64
+
+_WS = rb"[ \t\r\n]*"
+_STRING = rb'"(?:[^"\\]++|\\.)*+"'
+_FLAT = rb'(?:[^\[\]{}"]++|' + _STRING + rb")*+"
+_NESTED = rb"(?:\[" + _FLAT + rb"\]|\{" + _FLAT + rb"\})"
+# The common case in one C-level match: an object at most two levels deep, then `,` or `]`.
+_FAST_ELEMENT = re.compile(
+    rb"(\{(?:[^\[\]{}\"]++|" + _STRING + rb"|" + _NESTED + rb")*+\})" + _WS + rb"([,\]])" + _WS,
+    re.DOTALL,
+)
+# A string, or a lone quote (an unterminated string), or a structural character.
+_TOKEN = re.compile(_STRING + rb'|"|[\[\]{},]', re.DOTALL)
+_SKIP_WS = re.compile(_WS)
+_TRAILING_WS = re.compile(_WS + rb"\Z")
+_NDJSON_LINE = re.compile(rb"(?m)^[ \t\r]*[^ \t\r\n][^\n]*")
+_OPENERS = frozenset(b"[{")
+_CLOSERS = frozenset(b"]}")
+
+
+class NotJson(Exception):
+    """The body cannot be cut into records: it is not JSON (or NDJSON) at all."""
+
+
+class NotAnArray(Exception):
+    """The body is JSON, but not an array; `looks_like_ndjson` when it is lines of objects."""
+
+    def __init__(self, message: str, *, looks_like_ndjson: bool) -> None:
+        super().__init__(message)
+        self.looks_like_ndjson = looks_like_ndjson
+
+
+class TooManyRecords(Exception):
+    """The body holds more records than allowed (counting stops at limit + 1)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a batch holds at most {limit} records")
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One record: its exact bytes, its index (array position or NDJSON line number from 0),
+    the decoded value, and why it cannot be stored when its bytes alone say so."""
+
+    raw: bytes
+    index: int
+    value: object = None
+    rejection: Rejected | None = None
+
+
+def _depth_within(raw: bytes, limit: int) -> bool:
+    """True when no bracket nests deeper than `limit` (strings skipped, no recursion)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:  # cannot be deeper: the usual case
+        return True
+    depth = 0
+    for match in _TOKEN.finditer(raw):
+        char = raw[match.start()]
+        if char in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return False
+        elif char in _CLOSERS:
+            depth -= 1
+    return True
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_record(raw: bytes, index: int) -> Incoming:
+    """Decode one record's bytes; a record that cannot be stored as sent carries its rejection.
+
+    orjson decodes what can be stored. What only Python's json decodes (numbers beyond
+    64-bit floating point, unpaired surrogate escapes) is rejected, with the reason of the
+    first CDR field at fault when there is one.
+    """
+    if not _depth_within(raw, MAX_DEPTH):
+        return Incoming(raw, index, rejection=Rejected("record.too_deep"))
+    try:
+        return Incoming(raw, index, orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Incoming(raw, index, rejection=Rejected("record.not_utf8"))
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return Incoming(raw, index, rejection=Rejected("record.not_json"))
+    try:
+        parse_cdr(value, require_id=True)
+    except Rejected as rejection:
+        return Incoming(raw, index, value, rejection)
+    return Incoming(raw, index, value, Rejected("record.unsupported_value"))
+
+
+def split_ndjson(body: bytes, *, max_records: int) -> list[Incoming]:
+    """One record per non-blank line; `index` is the line number from 0 (blank lines count)."""
+    records: list[Incoming] = []
+    line_number = 0
+    counted_to = 0
+    for match in _NDJSON_LINE.finditer(body):
+        if len(records) == max_records:
+            raise TooManyRecords(max_records)
+        line_number += body.count(b"\n", counted_to, match.start())
+        counted_to = match.start()
+        line = match.group()
+        records.append(decode_record(line.removesuffix(b"\r"), line_number))
+    if records and all(record.value is None for record in records):
+        raise NotJson("no line of the NDJSON body is JSON")
+    return records
+
+
+def _scan_element(body: bytes, start: int) -> int:
+    """End of the array element starting at `start`: the `,` or `]` closing it at depth 0."""
+    depth = 0
+    position = start
+    while True:
+        match = _TOKEN.search(body, position)
+        if match is None:
+            raise NotJson(f"the array is not closed (element from byte {start})")
+        char = body[match.start()]
+        if char == 0x22:  # '"'
+            if match.end() - match.start() == 1:
+                raise NotJson(f"a string is not closed (from byte {match.start()})")
+        elif char in _OPENERS:
+            depth += 1
+        elif char in _CLOSERS and depth > 0:
+            depth -= 1
+        elif depth == 0:  # `,` or the array's `]`
+            return match.start()
+        position = match.end()
+
+
+def _not_an_array(body: bytes) -> Exception:
+    """Why a body that does not open with `[` is refused."""
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        lines = [line for line in body.split(b"\n", 2)[:2] if line.strip()]
+        if len(lines) > 1 and all(line.lstrip().startswith(b"{") for line in lines):
+            return NotAnArray(
+                "the body is lines of JSON objects: send NDJSON with "
+                "Content-Type: application/x-ndjson",
+                looks_like_ndjson=True,
+            )
+        return NotJson("body is not JSON")
+    return NotAnArray(
+        "body must be a JSON array of CDRs (or NDJSON sent with "
+        "Content-Type: application/x-ndjson)",
+        looks_like_ndjson=False,
+    )
+
+
+def split_array(body: bytes, *, max_records: int) -> list[Incoming]:
+    """The elements of a JSON array body, each decoded on its own."""
+    position = _SKIP_WS.match(body).end()  # type: ignore[union-attr]
+    if position == len(body):
+        raise NotJson("body is empty")
+    if body[position] != 0x5B:  # '['
+        raise _not_an_array(body)
+    position = _SKIP_WS.match(body, position + 1).end()  # type: ignore[union-attr]
+    records: list[Incoming] = []
+    if body[position : position + 1] == b"]":
+        position += 1
+    else:
+        while True:
+            if len(records) == max_records:
+                raise TooManyRecords(max_records)
+            fast = _FAST_ELEMENT.match(body, position)
+            if fast is not None:
+                element = body[position : fast.end(1)]
+                closer = fast.group(2)
+                after = fast.end()
+            else:
+                end = _scan_element(body, position)
+                element = body[position:end].rstrip(b" \t\r\n")
+                closer = body[end : end + 1]
+                after = _SKIP_WS.match(body, end + 1).end()  # type: ignore[union-attr]
+            if not element:
+                raise NotJson(f"array element {len(records)} is empty (byte {position})")
+            records.append(decode_record(element, len(records)))
+            position = after
+            if closer == b"]":
+                break
+    if _TRAILING_WS.match(body, position) is None:
+        raise NotJson(f"data after the array's end (byte {position})")
+    return records
