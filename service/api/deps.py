@@ -121,19 +121,19 @@ AdminActor = Annotated[Actor, Depends(require("admin"))]
 
 
 async def read_body(request: Request) -> bytes:
-    """The request body, refused with BodyTooLarge as soon as it passes max_body_bytes."""
+    """The request body, refused with BodyTooLarge before reading when Content-Length says it
+    passes max_body_bytes, else as soon as the stream does. Routes declare their actor before
+    this dependency, so an unauthenticated request is refused before its body is read."""
     limit: int = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()  # grows in place: no list of chunks joined into a second copy
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise BodyTooLarge(f"body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return bytes(body)
 
 
 BodyDep = Annotated[bytes, Depends(read_body)]

@@ -44,11 +44,11 @@ QUOTE_BODY: dict[str, Any] = {
     },
 )
 async def post_quote(
+    actor: AgentActor,  # before the body: an unauthenticated request's body is never read
     body: BodyDep,
     transactions: AuditTransactionsDep,
     rater: RaterDep,
     settings: SettingsDep,
-    actor: AgentActor,
 ) -> OrjsonResponse:
     """SPEC §6.1 rating of a CDR without id; a rejection answers 422 with its reason."""
     request: object

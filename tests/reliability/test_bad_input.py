@@ -5,6 +5,7 @@ one bad record never fails the others, and a retry changes nothing."""
 from __future__ import annotations
 
 import base64
+import tracemalloc
 from typing import Any
 
 import orjson
@@ -298,3 +299,64 @@ def test_json_array_sent_as_text_plain_is_rated(api: Api) -> None:
 def test_empty_array_and_empty_ndjson(api: Api) -> None:
     assert post(api, b" [ ] ", JSON)["results"] == []
     assert post(api, b"\n\n", NDJSON)["results"] == []
+
+
+class CountingBody:
+    """A request body streamed in 1 MiB chunks, counting how many the server pulled."""
+
+    def __init__(self, chunks: int, chunk: bytes = b"{}," * (1 << 18)) -> None:
+        self.chunks = chunks
+        self.chunk = chunk
+        self.pulled = 0
+
+    async def __aiter__(self) -> Any:
+        yield b"["
+        for _ in range(self.chunks):
+            self.pulled += 1
+            yield self.chunk
+        yield b"{}]"
+
+
+@pytest.mark.parametrize("path", ["/v1/cdrs", "/v1/quote"])
+@pytest.mark.parametrize(("role", "status"), [(None, 401), ("admin", None), ("ops", 403)])
+def test_refused_requests_are_refused_before_the_body_is_read(
+    api: Api, path: str, role: str | None, status: int | None
+) -> None:
+    body = CountingBody(chunks=15)
+    response = api.post(path, role=role, content=body)
+    if status is None:  # allowed: the body is read (15 MiB: too many records, not a CDR)
+        assert response.status_code in {413, 422}
+        assert body.pulled == body.chunks
+    else:
+        assert response.status_code == status
+        assert body.pulled <= 1
+
+
+def test_declared_length_over_the_limit_is_413_before_reading(api: Api) -> None:
+    body = CountingBody(chunks=22)
+    declared = 22 * len(body.chunk) + 4
+    assert declared > api.settings.max_body_bytes
+    headers = {"Content-Length": str(declared)}
+    response = api.post("/v1/cdrs", role="switch", content=body, headers=headers)
+    assert response.status_code == 413
+    assert response.json()["error"] == "body.too_large"
+    assert body.pulled <= 1
+
+
+def test_sixteen_mib_of_empty_objects_is_413_without_building_them(api: Api) -> None:
+    size = api.settings.max_body_bytes - 16
+    count = size // 3
+    body = b"[" + b"{}," * (count - 1) + b"{}]"
+    tracemalloc.start()
+    try:
+        response = api.post("/v1/cdrs", role="switch", content=body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 413
+    assert "10000 records" in response.json()["message"]
+    # the body is held at most twice while read; 5.6 million dicts would take ~400 MB
+    assert peak < 3 * len(body), peak
+    ndjson = b"{}\n" * count
+    response = api.post("/v1/cdrs", role="switch", content=ndjson, headers={"Content-Type": NDJSON})
+    assert response.status_code == 413
