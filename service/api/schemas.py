@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -157,6 +157,11 @@ class SuspenseOut(BaseModel):
     resolution: str | None
 
 
+# A stored row id: both databases hold 64-bit signed integers; larger ones are refused (4xx).
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Field(ge=0, le=MAX_ROW_ID)]
+
+
 class SuspenseList(BaseModel):
     """A page of suspense rows; pass next_after_id as after_id for the next page."""
 
@@ -167,7 +172,7 @@ class SuspenseList(BaseModel):
 class RecycleRequest(BaseModel):
     """Which suspense rows to re-rate: the given ids, or all open ones (up to limit)."""
 
-    ids: list[int] | None = None
+    ids: list[RowId] | None = Field(default=None, max_length=10_000)
     limit: int = Field(default=10_000, ge=1, le=10_000)
 
 

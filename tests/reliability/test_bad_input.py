@@ -360,3 +360,31 @@ def test_sixteen_mib_of_empty_objects_is_413_without_building_them(api: Api) -> 
     ndjson = b"{}\n" * count
     response = api.post("/v1/cdrs", role="switch", content=ndjson, headers={"Content-Type": NDJSON})
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", f"/v1/suspense?after_id={2**63}", None),
+        ("GET", f"/v1/suspense?after_id={2**64 + 1}", None),
+        ("GET", "/v1/suspense?after_id=-1", None),
+        ("GET", f"/v1/audit?after_id={2**63}", None),
+        ("POST", "/v1/suspense/recycle", {"ids": [2**63]}),
+        ("POST", "/v1/suspense/recycle", {"ids": [1, -(2**63) - 1]}),
+        ("POST", "/v1/suspense/recycle", {"ids": [10**30]}),
+    ],
+)
+def test_ids_beyond_64_bits_are_a_client_error(
+    api: Api, method: str, path: str, body: object
+) -> None:
+    response = api.request(method, path, role="admin", json=body)
+    assert 400 <= response.status_code < 500
+
+
+def test_largest_64_bit_ids_are_answered(api: Api) -> None:
+    page = api.get(f"/v1/suspense?after_id={2**63 - 1}", role="admin")
+    assert page.status_code == 200
+    assert page.json()["items"] == []
+    recycled = api.post("/v1/suspense/recycle", role="admin", json={"ids": [2**63 - 1]})
+    assert recycled.status_code == 200
+    assert recycled.json()["results"] == []
