@@ -3,10 +3,13 @@ and every revision downgrades cleanly (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime
+
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, pool
+from sqlalchemy import create_engine, inspect, pool, text
 
 from service.db.migrate import alembic_config
 from service.db.models import Base
@@ -32,3 +35,39 @@ def test_downgrade_to_base_and_back(database_url: str) -> None:
         command.upgrade(config, "head")
         assert "rerate_jobs" in inspect(connection).get_table_names()
     engine.dispose()
+
+
+def test_0003_keeps_suspense_text_as_bytes_and_merges_duplicate_open_rows(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url, poolclass=pool.NullPool)
+    insert = text(
+        "INSERT INTO suspense (record_id, raw, field, code, reason, received_at, resolved_at)"
+        " VALUES (:record_id, :raw, 'plan', 'plan.missing', 'r', :at, :resolved_at)"
+    )
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    with engine.begin() as connection:
+        config = alembic_config(url=database_url, migrations_dir=MIGRATIONS)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+        rows = [
+            ("a", '{"id":"a","note":"中"}', None),
+            ("a", '{"id":"a","note":"中"}', None),  # concurrent retries made these two
+            ("a", '{"id":"a","note":"中"}', at),  # resolved earlier: stays as it was
+            ("b", '{"id":"b"}', None),
+        ]
+        for record_id, raw, resolved_at in rows:
+            connection.execute(
+                insert, {"record_id": record_id, "raw": raw, "at": at, "resolved_at": resolved_at}
+            )
+        command.upgrade(config, "head")
+        stored = connection.execute(
+            text("SELECT raw, raw_sha256, resolved_at, resolution FROM suspense ORDER BY id")
+        ).all()
+    engine.dispose()
+    assert [bytes(row[0]) for row in stored] == [raw.encode() for _, raw, _ in rows]
+    assert [row[1] for row in stored] == [
+        hashlib.sha256(raw.encode()).hexdigest() for _, raw, _ in rows
+    ]
+    assert [row[2] is None for row in stored] == [True, False, False, True]
+    assert [row[3] for row in stored] == [None, "merged", None, None]
