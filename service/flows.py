@@ -524,7 +524,7 @@ def _msisdn(value: str) -> str:
     try:
         return normalize_msisdn(value)
     except Rejected as exc:
-        raise InvalidInput("msisdn must be an 11-digit mobile number") from exc
+        raise InvalidInput("msisdn must be an 11-digit mobile number", field="msisdn") from exc
 
 
 def read_subscriber(
@@ -559,16 +559,20 @@ def put_subscriber(
     number = _msisdn(msisdn)
     tariffs = rater.book.tariffs
     if not any(entry.plan in tariff.plans for tariff in tariffs):
-        raise InvalidInput(f"plan {entry.plan!r} is in no tariff version")
+        raise InvalidInput(f"plan {entry.plan!r} is in no tariff version", field="plan")
     unknown = [p for p in entry.packages if not any(p in t.packages for t in tariffs)]
     if unknown:
-        raise InvalidInput(f"packages not in any tariff version: {', '.join(unknown)}")
+        raise InvalidInput(
+            f"packages not in any tariff version: {', '.join(unknown)}", field="packages"
+        )
     try:
         home_area = normalize_area(entry.home_area)
     except Rejected as exc:
-        raise InvalidInput("home_area must be a China area code such as 021") from exc
+        raise InvalidInput(
+            "home_area must be a China area code such as 021", field="home_area"
+        ) from exc
     if home_area is not None and rater.numbering.area_index(home_area) == NO_INDEX:
-        raise InvalidInput("home_area is not an area code in the numbering plan")
+        raise InvalidInput("home_area is not an area code in the numbering plan", field="home_area")
     at = now or utcnow()
     row = repository.put_subscriber(
         session,

@@ -6,15 +6,17 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from service.api import cdrs, ops, quote, subscribers, suspense
 from service.api import rerate as rerate_api
 from service.api.deps import Transactions
 from service.config import Settings, get_settings
 from service.db.session import make_engine, make_sessionmaker
-from service.errors import install_error_handlers
+from service.errors import ErrorBody, install_error_handlers
 from service.flows import utcnow
 from service.metrics import HttpMetricsMiddleware, Metrics
 from service.rating import load_rater
@@ -78,7 +80,48 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     for module in (quote, cdrs, subscribers, suspense, rerate_api, ops):
         app.include_router(module.router)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app
+
+
+_ERROR_REF = "#/components/schemas/ErrorBody"
+_NO_DATABASE = ("/healthz", "/openapi.json", "/docs", "/redoc")
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, saying what the handlers of service.errors really answer:
+    validation errors in the one envelope (not FastAPI's `{"detail": ...}`), and 503
+    `database_unavailable` on every operation that uses the database."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        routes=app.routes,
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    components.setdefault("ErrorBody", ErrorBody.model_json_schema())
+    envelope = {"application/json": {"schema": {"$ref": _ERROR_REF}}}
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            invalid = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if invalid.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                responses["422"] = {"description": "the request is not valid", "content": envelope}
+            if path not in _NO_DATABASE:
+                responses.setdefault(
+                    "503",
+                    {
+                        "description": "the database does not answer; retry after Retry-After",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        "content": envelope,
+                    },
+                )
+    app.openapi_schema = schema
+    return schema

@@ -112,7 +112,7 @@ def start_job(
     """Validate the window, create the job and audit who asked for it."""
     from_s, to_s = epoch_s(window_from), epoch_s(window_to)
     if from_s >= to_s:
-        raise InvalidInput("from must be before to")
+        raise InvalidInput("from must be before to", field="to")
     job = create_job(
         session, from_epoch_s=from_s, to_epoch_s=to_s, dry_run=dry_run, requested_by=actor.key_id
     )
