@@ -15,7 +15,7 @@ from service.api import cdrs, ops, quote, subscribers, suspense
 from service.api import rerate as rerate_api
 from service.api.deps import Transactions
 from service.config import Settings, get_settings
-from service.db.session import make_engine, make_sessionmaker
+from service.db.session import DbTimeouts, make_engine, make_sessionmaker
 from service.errors import ErrorBody, install_error_handlers
 from service.flows import utcnow
 from service.metrics import HttpMetricsMiddleware, Metrics
@@ -42,16 +42,32 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.rater = rater or load_rater(settings.tariffs_dir)
+        url = settings.effective_database_url
+        timeouts = DbTimeouts(
+            connect_s=settings.db_connect_timeout_s,
+            statement_s=settings.db_statement_timeout_s,
+            pool_s=settings.db_pool_timeout_s,
+        )
         engine = make_engine(
-            settings.effective_database_url,
+            url,
             pool_size=settings.db_pool_size,
             sqlite_synchronous=settings.sqlite_synchronous,
+            timeouts=timeouts,
         )
         app.state.sessions = make_sessionmaker(engine)
         audit_engine = make_engine(
-            settings.effective_database_url, pool_size=settings.db_pool_size, audit_only=True
+            url, pool_size=settings.db_pool_size, audit_only=True, timeouts=timeouts
         )
         app.state.audit_transactions = Transactions(audit_engine)
+        # /readyz has its own connection and shorter bounds: it answers while the request
+        # pools are exhausted by a database that stopped answering.
+        ready_s = settings.readyz_timeout_s
+        ready_engine = make_engine(
+            url,
+            pool_size=1,
+            timeouts=DbTimeouts(connect_s=ready_s, statement_s=ready_s, pool_s=ready_s / 3),
+        )
+        app.state.ready_engine = ready_engine
         if settings.api_keys:
             app.state.keys = KeyRing.from_pairs(parse_api_keys(settings.api_keys))
         else:
@@ -68,6 +84,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
             yield
         finally:
             gc.unfreeze()
+            ready_engine.dispose()
             audit_engine.dispose()
             engine.dispose()
 
