@@ -21,7 +21,7 @@ from service.flows import utcnow
 from service.metrics import HttpMetricsMiddleware, Metrics
 from service.rating import load_rater
 from service.rating.scalar import Rater
-from service.security import KeyRing, ensure_keys, parse_api_keys
+from service.security import KeyRing, ensure_keys, install_log_masking, parse_api_keys
 
 log = logging.getLogger("callrate")
 
@@ -37,6 +37,7 @@ def print_new_keys(keys: dict[str, str]) -> None:
 def create_app(settings: Settings | None = None, *, rater: Rater | None = None) -> FastAPI:
     """The ASGI app; the database must already be migrated (`callrate serve` does it)."""
     settings = settings or get_settings()
+    install_log_masking()
     metrics = Metrics(multiprocess_dir=settings.prometheus_multiproc_dir)
 
     @asynccontextmanager

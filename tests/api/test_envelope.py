@@ -86,7 +86,8 @@ def _offsets(value: Any, key: str = "") -> list[str]:
         return [t for k, v in value.items() for t in _offsets(v, k)]
     if isinstance(value, list):
         return [t for v in value for t in _offsets(v, key)]
-    if isinstance(value, str) and key.endswith(("_at", "from", "until", "to")):
+    stamp_keys = ("from", "to", "effective_from", "effective_until")
+    if isinstance(value, str) and (key.endswith("_at") or key in stamp_keys):
         return [value]
     return []
 
