@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from service.flows import utcnow
 from service.metrics import HttpMetricsMiddleware, Metrics
 from service.rating import load_rater
 from service.rating.scalar import Rater
+from service.rerate import warm_batch_kernels
 from service.security import KeyRing, ensure_keys, install_log_masking, parse_api_keys
 
 log = logging.getLogger("callrate")
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
             with app.state.sessions.begin() as session:
                 print_new_keys(ensure_keys(session, now=utcnow()))
             app.state.keys = KeyRing.from_database(app.state.sessions)
+        app.state.kernels_warm = _warm_in_background(app.state.rater)
         log.info("callrate ready: %d tariff versions", len(app.state.rater.book.tariffs))
         # Tariffs, numbering tables, the app and its libraries live as long as the process:
         # moved out of the collector's reach, a full (gen 2) collection no longer re-scans
@@ -103,6 +106,26 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         app.include_router(module.router)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app
+
+
+def _warm_in_background(rater: Rater) -> threading.Event:
+    """Compile (or load from the JIT cache) the batch kernels in a thread, outside any
+    transaction; set the event when done. A thread, so that a cold JIT cache (~16 s of
+    compiling) does not delay readiness: quotes and ingestion never use these kernels, and
+    a re-rating job started meanwhile warms them itself before its first transaction
+    (numba's compiler lock makes it wait for this thread's work, not repeat it)."""
+    done = threading.Event()
+
+    def warm() -> None:
+        try:
+            warm_batch_kernels(rater)
+        except Exception:  # a re-rating job will compile, and fail, on its own
+            log.exception("warming the batch kernels failed")
+        finally:
+            done.set()
+
+    threading.Thread(target=warm, name="callrate-warm-kernels", daemon=True).start()
+    return done
 
 
 _ERROR_REF = "#/components/schemas/ErrorBody"
