@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     workers: int = 1  # uvicorn worker processes for `callrate serve`
     db_pool_size: int = 8
     sqlite_synchronous: str = "FULL"  # FULL: a 2xx batch survives power loss, not only a crash
+    # Bounds on waiting for the database (docs/reliability.md): past them a request is
+    # answered 503 database_unavailable with Retry-After instead of hanging.
+    db_connect_timeout_s: float = 2.0  # PostgreSQL connect_timeout (libpq: at least 2 s)
+    db_statement_timeout_s: float = 5.0  # PG statement_timeout (+0.5 s client side); SQLite busy
+    db_pool_timeout_s: float = 2.0  # waiting for a pooled connection
+    readyz_timeout_s: float = 1.5  # /readyz answers 503 after this
     # prometheus_client's own variable: with several workers each writes its metrics there
     # and /metrics sums them (`callrate serve --workers N` sets it when unset)
     prometheus_multiproc_dir: Path | None = Field(

@@ -32,7 +32,7 @@ from service.batch_body import (
 )
 from service.db import repository
 from service.db.models import RatingRow, Subscriber, SuspenseRow
-from service.errors import BadBody, BodyTooLarge, InvalidInput, NotFound
+from service.errors import BadBody, BodyTooLarge, InSuspense, InvalidInput, NotFound
 from service.metrics import Metrics
 from service.rating.cdr import (
     MAX_ID_CHARS,
@@ -45,7 +45,7 @@ from service.rating.cdr import (
 from service.rating.numbering import NO_INDEX
 from service.rating.rejections import Rejected
 from service.rating.scalar import Rater, Rating, SubscriberProfile
-from service.security import Actor, mask_number, write_audit
+from service.security import Actor, mask_number, mask_numbers, mask_text, write_audit
 
 RATED, DUPLICATE, REJECTED = "rated", "duplicate", "rejected"
 T = TypeVar("T")
@@ -133,12 +133,23 @@ def stored_rating_out(row: RatingRow) -> schemas.StoredRating:
     )
 
 
-def subscriber_out(row: Subscriber) -> schemas.SubscriberOut:
-    """Registry row -> schema."""
+def dialing_area(code: str | None) -> str | None:
+    """An area code as stored and rated ("21") -> as dialed and shown ("021")."""
+    return None if code is None else "0" + code
+
+
+def home_area_of(rater: Rater, msisdn: str, registered: str | None) -> str | None:
+    """The home area rating uses: the registry's, else the number range's (dialing form)."""
+    return dialing_area(registered or rater.home_area(msisdn))
+
+
+def subscriber_out(row: Subscriber, rater: Rater) -> schemas.SubscriberOut:
+    """Registry row -> schema; home_area as rating uses it, from the number range if unset."""
     return schemas.SubscriberOut(
         msisdn=row.msisdn,
         plan=row.plan,
-        home_area=row.home_area,
+        home_area=home_area_of(rater, row.msisdn, row.home_area),
+        home_area_from="registry" if row.home_area else "number_range",
         packages=orjson.loads(row.packages),
         updated_at=row.updated_at,
     )
@@ -541,27 +552,76 @@ def quote(
     actor: Actor,
     now: datetime | None = None,
 ) -> Rating | Rejected:
-    """Rate a quote request; stores nothing but the audit row (also for a rejected quote)."""
-    caller: str | None = None
+    """Rate a quote request; stores nothing but the audit row (also for a rejected quote):
+    subject the caller, detail the masked callee and the outcome (charge or rejection)."""
+    call: CallRecord | None = None
     result: Rating | Rejected
     try:
         call = parse_cdr(request, require_id=False)
-        caller = call.caller
         row = repository.registry_entry(db, msisdn=call.caller)
         profile = profile_of(row) if row is not None else default_profile(default_plan)
         result = rater.rate(call, subscriber=profile)
     except Rejected as rejection:
         result = rejection
-    write_audit(db, actor=actor, action="quote", subject=caller, detail=None, at=now or utcnow())
+    if call is not None:
+        subject: str | None = call.caller
+        callee = mask_number(call.callee)
+    else:  # rejected while parsing: the fields as sent, masked (they are not checked numbers)
+        subject = _sent_caller(request)
+        callee = _sent_text(request, "callee", AUDIT_CALLEE_CHARS) or "-"
+    outcome = (
+        f"rejected {result.code}" if isinstance(result, Rejected) else f"{result.charge_fen} fen"
+    )
+    write_audit(
+        db,
+        actor=actor,
+        action="quote",
+        subject=subject,
+        detail=f"callee {callee}; {outcome}"[:AUDIT_DETAIL_CHARS],
+        at=now or utcnow(),
+    )
     return result
 
 
+AUDIT_SUBJECT_CHARS = 64  # audit_log.subject
+AUDIT_DETAIL_CHARS = 128  # audit_log.detail
+AUDIT_CALLEE_CHARS = 40
+
+
+def _sent_caller(request: object) -> str | None:
+    """The subject of a quote that did not parse: its caller as the audit log keeps every
+    subject (the national number) when it is one, else the text sent, masked."""
+    if isinstance(request, Mapping):
+        try:
+            return normalize_msisdn(request.get("caller"))
+        except Rejected:
+            pass
+    return _sent_text(request, "caller", AUDIT_SUBJECT_CHARS)
+
+
+def _sent_text(request: object, name: str, limit: int) -> str | None:
+    """A field of a request that did not parse, fit for the audit log: printable text with
+    numbers masked, cut to the column; None when absent."""
+    if not isinstance(request, Mapping) or request.get(name) is None:
+        return None
+    value = request[name]
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    text = "".join(c for c in text if c.isprintable()).encode("utf-8", "replace").decode()
+    return mask_text(text)[:limit] or None
+
+
 def read_cdr(
-    session: Session, *, cdr_id: str, actor: Actor, now: datetime | None = None
+    session: Session, *, rater: Rater, cdr_id: str, actor: Actor, now: datetime | None = None
 ) -> schemas.CdrOut:
-    """A stored CDR with its rating history; agents see the other party's number masked."""
+    """A stored CDR with its rating history. Agents see every phone-number-like value of the
+    record masked (any field, nested too), except the subscriber's own number."""
     row = repository.get_cdr(session, cdr_id=cdr_id)
     if row is None:
+        if repository.open_suspense_record_ids(session, record_ids=[cdr_id]):
+            raise InSuspense(
+                f"CDR {cdr_id!r} was rejected and is not stored: it waits in suspense with "
+                "its reason (GET /v1/suspense, admin)"
+            )
         raise NotFound(f"no CDR with id {cdr_id!r}")
     ratings = [stored_rating_out(r) for r in repository.ratings_of(session, cdr_id=cdr_id)]
     write_audit(
@@ -576,11 +636,12 @@ def read_cdr(
     callee = row.callee
     if actor.role != "admin":
         callee = mask_number(callee)
-        if isinstance(record.get("callee"), str):
-            record["callee"] = mask_number(record["callee"])
+        record = mask_numbers(record, own=row.caller)
+    registered = repository.registry_entry(session, msisdn=row.caller)
     return schemas.CdrOut(
         id=row.id,
         caller=row.caller,
+        home_area=home_area_of(rater, row.caller, registered.home_area if registered else None),
         callee=callee,
         start_epoch_s=row.start_epoch_s,
         duration_s=row.duration_s,
@@ -596,11 +657,11 @@ def _msisdn(value: str) -> str:
     try:
         return normalize_msisdn(value)
     except Rejected as exc:
-        raise InvalidInput("msisdn must be an 11-digit mobile number") from exc
+        raise InvalidInput("msisdn must be an 11-digit mobile number", field="msisdn") from exc
 
 
 def read_subscriber(
-    session: Session, *, msisdn: str, actor: Actor, now: datetime | None = None
+    session: Session, *, rater: Rater, msisdn: str, actor: Actor, now: datetime | None = None
 ) -> schemas.SubscriberOut:
     """A registry entry; the read is audited."""
     number = _msisdn(msisdn)
@@ -615,7 +676,7 @@ def read_subscriber(
         detail=None,
         at=now or utcnow(),
     )
-    return subscriber_out(row)
+    return subscriber_out(row, rater)
 
 
 def put_subscriber(
@@ -631,16 +692,20 @@ def put_subscriber(
     number = _msisdn(msisdn)
     tariffs = rater.book.tariffs
     if not any(entry.plan in tariff.plans for tariff in tariffs):
-        raise InvalidInput(f"plan {entry.plan!r} is in no tariff version")
+        raise InvalidInput(f"plan {entry.plan!r} is in no tariff version", field="plan")
     unknown = [p for p in entry.packages if not any(p in t.packages for t in tariffs)]
     if unknown:
-        raise InvalidInput(f"packages not in any tariff version: {', '.join(unknown)}")
+        raise InvalidInput(
+            f"packages not in any tariff version: {', '.join(unknown)}", field="packages"
+        )
     try:
         home_area = normalize_area(entry.home_area)
     except Rejected as exc:
-        raise InvalidInput("home_area must be a China area code such as 021") from exc
+        raise InvalidInput(
+            "home_area must be a China area code such as 021", field="home_area"
+        ) from exc
     if home_area is not None and rater.numbering.area_index(home_area) == NO_INDEX:
-        raise InvalidInput("home_area is not an area code in the numbering plan")
+        raise InvalidInput("home_area is not an area code in the numbering plan", field="home_area")
     at = now or utcnow()
     row = repository.put_subscriber(
         session,
@@ -651,7 +716,7 @@ def put_subscriber(
         updated_at=at,
     )
     write_audit(session, actor=actor, action="subscriber.write", subject=number, detail=None, at=at)
-    return subscriber_out(row)
+    return subscriber_out(row, rater)
 
 
 def tariffs(rater: Rater) -> list[schemas.TariffOut]:

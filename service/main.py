@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from service.api import cdrs, ops, quote, subscribers, suspense
 from service.api import rerate as rerate_api
 from service.api.deps import Transactions
 from service.config import Settings, get_settings
-from service.db.session import make_engine, make_sessionmaker
-from service.errors import install_error_handlers
+from service.db.session import DbTimeouts, make_engine, make_sessionmaker
+from service.errors import ErrorBody, install_error_handlers
 from service.flows import utcnow
 from service.metrics import HttpMetricsMiddleware, Metrics
 from service.rating import load_rater
 from service.rating.scalar import Rater
-from service.security import KeyRing, ensure_keys, parse_api_keys
+from service.rerate import warm_batch_kernels
+from service.security import KeyRing, ensure_keys, install_log_masking, parse_api_keys
 
 log = logging.getLogger("callrate")
 
@@ -35,27 +39,45 @@ def print_new_keys(keys: dict[str, str]) -> None:
 def create_app(settings: Settings | None = None, *, rater: Rater | None = None) -> FastAPI:
     """The ASGI app; the database must already be migrated (`callrate serve` does it)."""
     settings = settings or get_settings()
+    install_log_masking()
     metrics = Metrics(multiprocess_dir=settings.prometheus_multiproc_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.rater = rater or load_rater(settings.tariffs_dir)
+        url = settings.effective_database_url
+        timeouts = DbTimeouts(
+            connect_s=settings.db_connect_timeout_s,
+            statement_s=settings.db_statement_timeout_s,
+            pool_s=settings.db_pool_timeout_s,
+        )
         engine = make_engine(
-            settings.effective_database_url,
+            url,
             pool_size=settings.db_pool_size,
             sqlite_synchronous=settings.sqlite_synchronous,
+            timeouts=timeouts,
         )
         app.state.sessions = make_sessionmaker(engine)
         audit_engine = make_engine(
-            settings.effective_database_url, pool_size=settings.db_pool_size, audit_only=True
+            url, pool_size=settings.db_pool_size, audit_only=True, timeouts=timeouts
         )
         app.state.audit_transactions = Transactions(audit_engine)
+        # /readyz has its own connection and shorter bounds: it answers while the request
+        # pools are exhausted by a database that stopped answering.
+        ready_s = settings.readyz_timeout_s
+        ready_engine = make_engine(
+            url,
+            pool_size=1,
+            timeouts=DbTimeouts(connect_s=ready_s, statement_s=ready_s, pool_s=ready_s / 3),
+        )
+        app.state.ready_engine = ready_engine
         if settings.api_keys:
             app.state.keys = KeyRing.from_pairs(parse_api_keys(settings.api_keys))
         else:
             with app.state.sessions.begin() as session:
                 print_new_keys(ensure_keys(session, now=utcnow()))
             app.state.keys = KeyRing.from_database(app.state.sessions)
+        app.state.kernels_warm = _warm_in_background(app.state.rater)
         log.info("callrate ready: %d tariff versions", len(app.state.rater.book.tariffs))
         # Tariffs, numbering tables, the app and its libraries live as long as the process:
         # moved out of the collector's reach, a full (gen 2) collection no longer re-scans
@@ -66,6 +88,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
             yield
         finally:
             gc.unfreeze()
+            ready_engine.dispose()
             audit_engine.dispose()
             engine.dispose()
 
@@ -78,7 +101,68 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     for module in (quote, cdrs, subscribers, suspense, rerate_api, ops):
         app.include_router(module.router)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app
+
+
+def _warm_in_background(rater: Rater) -> threading.Event:
+    """Compile (or load from the JIT cache) the batch kernels in a thread, outside any
+    transaction; set the event when done. A thread, so that a cold JIT cache (~16 s of
+    compiling) does not delay readiness: quotes and ingestion never use these kernels, and
+    a re-rating job started meanwhile warms them itself before its first transaction
+    (numba's compiler lock makes it wait for this thread's work, not repeat it)."""
+    done = threading.Event()
+
+    def warm() -> None:
+        try:
+            warm_batch_kernels(rater)
+        except Exception:  # a re-rating job will compile, and fail, on its own
+            log.exception("warming the batch kernels failed")
+        finally:
+            done.set()
+
+    threading.Thread(target=warm, name="callrate-warm-kernels", daemon=True).start()
+    return done
+
+
+_ERROR_REF = "#/components/schemas/ErrorBody"
+_NO_DATABASE = ("/healthz", "/openapi.json", "/docs", "/redoc")
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, saying what the handlers of service.errors really answer:
+    validation errors in the one envelope (not FastAPI's `{"detail": ...}`), and 503
+    `database_unavailable` on every operation that uses the database."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        routes=app.routes,
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    components.setdefault("ErrorBody", ErrorBody.model_json_schema())
+    envelope = {"application/json": {"schema": {"$ref": _ERROR_REF}}}
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            invalid = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if invalid.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                responses["422"] = {"description": "the request is not valid", "content": envelope}
+            if path not in _NO_DATABASE:
+                responses.setdefault(
+                    "503",
+                    {
+                        "description": "the database does not answer; retry after Retry-After",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        "content": envelope,
+                    },
+                )
+    app.openapi_schema = schema
+    return schema

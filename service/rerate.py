@@ -112,7 +112,7 @@ def start_job(
     """Validate the window, create the job and audit who asked for it."""
     from_s, to_s = epoch_s(window_from), epoch_s(window_to)
     if from_s >= to_s:
-        raise InvalidInput("from must be before to")
+        raise InvalidInput("from must be before to", field="to")
     job = create_job(
         session, from_epoch_s=from_s, to_epoch_s=to_s, dry_run=dry_run, requested_by=actor.key_id
     )
@@ -188,6 +188,34 @@ def _columns(records: list[dict[str, Any]]) -> pa.Table:
     return pa.table(columns, schema=BATCH_SCHEMA)
 
 
+# Two stored-record shapes (rated; rejected, with nulls and packages) that take every
+# kernel through its whole signature as rerate_chunk calls it.
+_WARM_UP_RECORDS: list[dict[str, Any]] = [
+    {
+        "id": "warm-up-1",
+        "caller": "13800138000",
+        "callee": "02188001234",
+        "start": "2010-03-01T10:00:00+08:00",
+        "duration_s": 125,
+        "plan": "gotone",
+        "packages": ["ld_night"],
+    },
+    {"id": "warm-up-2", "caller": "x", "start": "x", "duration_s": 1},
+]
+
+
+def warm_batch_kernels(rater: Rater) -> BatchRater:
+    """A BatchRater whose numba kernels are compiled (or loaded from the JIT cache) now.
+
+    The first call of a kernel compiles it: about 16 s without a JIT cache, during which a
+    job inside a transaction would hold SQLite's write lock and stall every other writer.
+    So run_job calls this before its first transaction, and the app calls it at start.
+    """
+    batch = BatchRater(rater)
+    batch.rate(_columns(_WARM_UP_RECORDS), subscribers={}, default_plan=None)
+    return batch
+
+
 def rerate_chunk(
     session: Session,
     *,
@@ -240,7 +268,7 @@ def run_job(
     chunk_rows: int = CHUNK_ROWS,
 ) -> RerateJob:
     """Run (or resume) a job to the end; each chunk commits with the job's progress."""
-    batch = BatchRater(rater)
+    batch = warm_batch_kernels(rater)  # before any transaction: a JIT compile holds no lock
     try:
         while True:
             with sessions.begin() as session:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
+import re
 import secrets
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -171,6 +175,85 @@ def mask_number(number: str) -> str:
         return number
     head, tail = (3, 4) if length >= 11 else (2, 2)
     return number[:head] + "*" * (length - head - tail) + number[length - tail :]
+
+
+# A phone-number-like value: 7 or more digits (single spaces allowed between them), maybe
+# after "+"; "00" and "86" prefixes are digits like the rest.
+PHONE_LIKE = re.compile(r"(?<!\d)\+?\d(?: ?\d){6,}(?!\d)")
+
+
+def _own_forms(own: str | None) -> frozenset[str]:
+    """The ways a record may write the subscriber's own number."""
+    if not own:
+        return frozenset()
+    return frozenset({own, "0" + own, "86" + own, "+86" + own, "0086" + own})
+
+
+def _mask_match(match: re.Match[str], own: frozenset[str]) -> str:
+    digits = match.group().replace(" ", "")
+    return match.group() if digits in own else mask_number(digits)
+
+
+def mask_text(text: str, *, own: str | None = None) -> str:
+    """Every phone-number-like run in `text` masked (138****8000), except the own number."""
+    forms = _own_forms(own)
+    return PHONE_LIKE.sub(lambda match: _mask_match(match, forms), text)
+
+
+def mask_numbers(value: Any, *, own: str | None = None) -> Any:
+    """A JSON value with every phone-number-like string or number masked, nested values and
+    object keys too, except the subscriber's own number: what an agent may see of a record
+    that holds other parties' numbers in any field a switch chose to send."""
+    forms = _own_forms(own)
+
+    def mask(item: Any) -> Any:
+        if isinstance(item, str):
+            return PHONE_LIKE.sub(lambda match: _mask_match(match, forms), item)
+        if isinstance(item, dict):
+            return {mask(key): mask(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [mask(inner) for inner in item]
+        if isinstance(item, int | float) and not isinstance(item, bool):
+            text = str(item)
+            masked = PHONE_LIKE.sub(lambda match: _mask_match(match, forms), text)
+            return item if masked == text else masked
+        return item
+
+    return mask(value)
+
+
+def _masked_record(record: logging.LogRecord) -> None:
+    """Rewrite a log record so that no full number reaches any handler."""
+    if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+        # its formatter unpacks args: mask them one by one (paths hold numbers)
+        record.args = tuple(mask_text(a) if isinstance(a, str) else a for a in record.args)
+    else:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: log its format string, not nothing
+            message = str(record.msg)
+        record.msg, record.args = mask_text(message), None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = mask_text("".join(traceback.format_exception(*record.exc_info)))
+        record.exc_text = record.exc_text.rstrip("\n")
+    if record.stack_info:
+        record.stack_info = mask_text(record.stack_info)
+
+
+def install_log_masking() -> None:
+    """Every log record of the process, whatever its logger or handler, is created with its
+    numbers masked (SPEC §8: logs never contain a full phone number). Idempotent."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "masks_numbers", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        _masked_record(record)
+        return record
+
+    factory.masks_numbers = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 def write_audit(

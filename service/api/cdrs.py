@@ -98,6 +98,7 @@ def post_cdrs(
     response_model=CdrOut,
     responses=error_responses(Unauthenticated, Forbidden, NotFound),
 )
-def get_cdr(cdr_id: str, session: SessionDep, actor: AgentActor) -> CdrOut:
-    """The record as received, its ratings oldest first; agents see the callee masked."""
-    return flows.read_cdr(session, cdr_id=cdr_id, actor=actor)
+def get_cdr(cdr_id: str, session: SessionDep, rater: RaterDep, actor: AgentActor) -> CdrOut:
+    """The record as received, its ratings oldest first. Agents see every other party's
+    number masked. An id that was rejected answers 404 `cdr.in_suspense`."""
+    return flows.read_cdr(session, rater=rater, cdr_id=cdr_id, actor=actor)

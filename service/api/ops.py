@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from service import flows
@@ -13,9 +17,16 @@ from service.api.deps import AdminActor, AgentActor, MetricsDep, OpsActor, Rater
 from service.api.json import OrjsonResponse
 from service.api.schemas import MAX_ROW_ID, AuditList, Health, TariffOut
 from service.db import repository
-from service.errors import Forbidden, Unauthenticated, error_responses
+from service.errors import (
+    ErrorBody,
+    Forbidden,
+    Unauthenticated,
+    database_unavailable,
+    error_responses,
+)
 
 router = APIRouter()
+log = logging.getLogger("callrate")
 
 
 @router.get(
@@ -74,13 +85,16 @@ def healthz() -> OrjsonResponse:
     tags=["ops"],
     summary="Readiness: the database answers",
     response_model=Health,
-    responses={503: {"model": Health, "description": "the database does not answer"}},
+    responses={503: {"model": ErrorBody, "description": "the database does not answer"}},
 )
-def readyz(session: SessionDep) -> OrjsonResponse:
-    """503 unless a query succeeds."""
+async def readyz(request: Request) -> OrjsonResponse:
+    """200 when `SELECT 1` succeeds; 503 database_unavailable otherwise, within
+    CALLRATE_READYZ_TIMEOUT_S even when the database is frozen (its own engine and bounds)."""
+    engine: Engine = request.app.state.ready_engine
+    timeout_s: float = request.app.state.settings.readyz_timeout_s
     try:
-        repository.ping(session)
-    except Exception:  # any driver error means not ready; the reason goes to the log
-        session.rollback()
-        return OrjsonResponse({"status": "database unavailable"}, status_code=503)
+        await asyncio.wait_for(run_in_threadpool(repository.ping_engine, engine), timeout_s)
+    except Exception as exc:  # any failure means not ready; the class goes to the log
+        log.warning("readyz: database unavailable (%s)", type(exc).__name__)
+        return database_unavailable()
     return OrjsonResponse({"status": "ok"})

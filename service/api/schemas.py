@@ -112,6 +112,9 @@ class CdrOut(BaseModel):
 
     id: str
     caller: str
+    home_area: str | None = Field(
+        description="the caller's home area as dialed (registry, else number range)"
+    )
     callee: str
     start_epoch_s: int
     duration_s: int
@@ -135,7 +138,11 @@ class SubscriberOut(BaseModel):
 
     msisdn: str
     plan: str
-    home_area: str | None
+    home_area: str | None = Field(
+        description="area code as dialed (021): the registry's, else the number range's",
+        examples=["021"],
+    )
+    home_area_from: Literal["registry", "number_range"]
     packages: list[str]
     updated_at: datetime
 

@@ -31,6 +31,8 @@ def put_subscriber(
     response_model=SubscriberOut,
     responses=error_responses(Unauthenticated, Forbidden, InvalidInput, NotFound),
 )
-def get_subscriber(msisdn: str, session: SessionDep, actor: AgentActor) -> SubscriberOut:
-    """The registry entry of one number."""
-    return flows.read_subscriber(session, msisdn=msisdn, actor=actor)
+def get_subscriber(
+    msisdn: str, session: SessionDep, rater: RaterDep, actor: AgentActor
+) -> SubscriberOut:
+    """The registry entry of one number; home_area from the number range when not set."""
+    return flows.read_subscriber(session, rater=rater, msisdn=msisdn, actor=actor)

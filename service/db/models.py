@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -16,10 +17,33 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An instant: stored in UTC, read back with its offset on every database.
+
+    SQLite keeps no offset, so a plain DateTime(timezone=True) comes back naive there and
+    an answer would carry no offset (SPEC §6.2: every timestamp carries one).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return value  # type: ignore[no-any-return]
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value  # type: ignore[no-any-return]
 
 
 class Base(DeclarativeBase):
@@ -38,7 +62,7 @@ class Cdr(Base):
     duration_s: Mapped[int] = mapped_column(Integer)
     leg: Mapped[str] = mapped_column(String(16))
     raw: Mapped[str] = mapped_column(Text)  # the JSON object exactly as the switch sent it
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         Index("ix_cdrs_start_epoch_s", "start_epoch_s"),
@@ -62,7 +86,7 @@ class RatingRow(Base):
     items: Mapped[str] = mapped_column(Text)  # JSON list of SPEC §6.1 items
     rules: Mapped[str] = mapped_column(Text)  # JSON list of rule ids
     explanation_zh: Mapped[str] = mapped_column(Text)
-    rated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    rated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     source: Mapped[str] = mapped_column(String(16))  # ingest | recycle | rerate
 
     __table_args__ = (Index("ux_ratings_cdr_seq", "cdr_id", "seq", unique=True),)
@@ -77,7 +101,7 @@ class Subscriber(Base):
     plan: Mapped[str] = mapped_column(String(64))
     home_area: Mapped[str | None] = mapped_column(String(4))
     packages: Mapped[str] = mapped_column(Text)  # JSON list of package names
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class SuspenseRow(Base):
@@ -92,8 +116,8 @@ class SuspenseRow(Base):
     field: Mapped[str] = mapped_column(String(32))
     code: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     resolution: Mapped[str | None] = mapped_column(String(16))  # rated | duplicate | merged
 
     __table_args__ = (
@@ -119,7 +143,7 @@ class ApiKey(Base):
     key_id: Mapped[str] = mapped_column(String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class AuditRow(Base):
@@ -128,7 +152,7 @@ class AuditRow(Base):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
     key_id: Mapped[str] = mapped_column(String(16))
     role: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(32))
@@ -149,9 +173,9 @@ class RerateJob(Base):
     dry_run: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[str] = mapped_column(String(16))  # queued | running | done | failed
     requested_by: Mapped[str] = mapped_column(String(16))  # key id, or "cli"
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     total: Mapped[int] = mapped_column(BigInteger)  # CDRs in the window when the job started
     processed: Mapped[int] = mapped_column(BigInteger)
     changed: Mapped[int] = mapped_column(BigInteger)

@@ -23,7 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -64,9 +64,10 @@ def _chunks(values: Sequence[str], size: int = IN_CHUNK) -> list[Sequence[str]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
 
 
-def ping(session: Session) -> None:
-    """Fail unless the database answers."""
-    session.execute(text("SELECT 1"))
+def ping_engine(engine: Engine) -> None:
+    """Fail unless the database answers on one of the engine's connections."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
 
 
 # One index probe per id, whatever the planner knows: `cdr_id = ANY(array)` with no column

@@ -1,15 +1,64 @@
-"""Engines and sessions: SQLite (WAL, BEGIN IMMEDIATE) or PostgreSQL (psycopg 3)."""
+"""Engines and sessions: SQLite (WAL, BEGIN IMMEDIATE) or PostgreSQL (psycopg 3).
+
+The service's engines are bounded in time (DbTimeouts): a database that is down, frozen or
+too slow makes a statement fail within a known time, never hang (SPEC §6.2); the error
+handlers answer such failures 503 database_unavailable.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+from psycopg import errors as pg_errors
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # tools without DbTimeouts (CLI re-rating, key commands)
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+# A frozen server never answers, so its own statement_timeout never fires: the client stops
+# waiting this long after it.
+CLIENT_GRACE_S = 0.5
+LIBPQ_MIN_CONNECT_TIMEOUT_S = 2  # libpq and psycopg round connect_timeout up to 2 s
+
+
+@dataclass(frozen=True, slots=True)
+class DbTimeouts:
+    """How long one request may wait for the database (settings CALLRATE_DB_*_TIMEOUT_S).
+
+    connect_s: to open a connection (PostgreSQL connect_timeout; at least 2 s in libpq).
+    statement_s: one statement or commit: PostgreSQL statement_timeout on the server and, for
+        a server that does not answer at all (frozen), the same plus CLIENT_GRACE_S in the
+        client; SQLite busy_timeout (waiting for another writer's lock).
+    pool_s: to get a pooled connection when all are in use.
+    """
+
+    connect_s: float = 2.0
+    statement_s: float = 5.0
+    pool_s: float = 2.0
+
+
+class DeadlineConnection(psycopg.Connection[Any]):
+    """A psycopg connection whose every wait on the server (statement, fetch, COPY, commit,
+    the pool's ping) ends after `io_timeout_s`: the connection is then closed and the wait
+    raises OperationalError, which SQLAlchemy sees as a disconnect (the pool drops it)."""
+
+    io_timeout_s: float | None = None
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        """Consume a generator on the connection, within io_timeout_s unless told otherwise."""
+        try:
+            return super().wait(
+                gen, interval, timeout if timeout is not None else self.io_timeout_s
+            )
+        except pg_errors._WaitTimeout as exc:
+            self.pgconn.finish()  # the server's state is unknown: never reuse this connection
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self.io_timeout_s} s"
+            ) from exc
 
 
 def is_sqlite(url: str) -> bool:
@@ -18,7 +67,12 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(
-    url: str, *, pool_size: int = 8, sqlite_synchronous: str = "FULL", audit_only: bool = False
+    url: str,
+    *,
+    pool_size: int = 8,
+    sqlite_synchronous: str = "FULL",
+    audit_only: bool = False,
+    timeouts: DbTimeouts | None = None,
 ) -> Engine:
     """An engine configured for this service's durability and concurrency needs.
 
@@ -32,34 +86,36 @@ def make_engine(
     writer's delay (3 x wal_writer_delay, 0.6 s by default; SQLite: until the next
     checkpoint) can lose it. CDRs, ratings, suspense and the registry never go through this
     engine: a 2xx batch stays durable (SPEC §6.2).
+
+    `timeouts`: bound every wait on the database (the service passes its settings); None
+    for tools that may run long statements (`callrate rerate`). Every engine hides the
+    parameters of a failed statement from its error messages, so logs never show a record.
     """
-    isolation = {"isolation_level": "AUTOCOMMIT"} if audit_only else {}
+    options: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": pool_size,
+        "hide_parameters": True,  # error messages and logs would otherwise print raw records
+    }
+    if audit_only:
+        options["isolation_level"] = "AUTOCOMMIT"
+    if timeouts is not None:
+        options["pool_timeout"] = timeouts.pool_s
     if not is_sqlite(url):
-        engine = create_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **isolation
-        )
-        if audit_only:
-
-            @event.listens_for(engine, "connect")
-            def _asynchronous_commit(dbapi_connection: Any, _record: Any) -> None:
-                with dbapi_connection.cursor() as cursor:
-                    cursor.execute("SET synchronous_commit = off")
-                dbapi_connection.commit()
-
-        return engine
+        return _postgres_engine(url, options=options, audit_only=audit_only, timeouts=timeouts)
     synchronous = "NORMAL" if audit_only else sqlite_synchronous.upper()
     if synchronous not in SQLITE_SYNCHRONOUS:
         raise ValueError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, **isolation)
+    busy_ms = SQLITE_BUSY_TIMEOUT_MS if timeouts is None else round(timeouts.statement_s * 1000)
+    engine = create_engine(url, **options)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         # pysqlite's own transaction handling would begin DEFERRED; we issue BEGIN ourselves.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")  # first: the next ones may wait too
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -71,6 +127,38 @@ def make_engine(
         # IMMEDIATE takes the write lock up front, so a read-then-write transaction never
         # fails with SQLITE_BUSY_SNAPSHOT when another writer committed in between.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _postgres_engine(
+    url: str, *, options: dict[str, Any], audit_only: bool, timeouts: DbTimeouts | None
+) -> Engine:
+    settings: list[str] = []
+    if audit_only:
+        settings.append("SET synchronous_commit = off")
+    if timeouts is not None:
+        connect_s = max(LIBPQ_MIN_CONNECT_TIMEOUT_S, math.ceil(timeouts.connect_s))
+        options["connect_args"] = {"connect_timeout": connect_s}
+        settings.append(f"SET statement_timeout = {round(timeouts.statement_s * 1000)}")
+    engine = create_engine(url, pool_pre_ping=True, **options)
+    if timeouts is not None:
+        io_timeout_s = timeouts.statement_s + CLIENT_GRACE_S
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            connection = DeadlineConnection.connect(*cargs, **cparams)
+            connection.io_timeout_s = io_timeout_s
+            return connection
+
+    if settings:
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                for statement in settings:
+                    cursor.execute(statement)
+            dbapi_connection.commit()
 
     return engine
 

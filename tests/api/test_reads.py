@@ -1,0 +1,48 @@
+"""Read-path consistency: derived home areas, rejected ids pointing to suspense, quote audit
+rows with their detail."""
+
+from __future__ import annotations
+
+from tests.api.test_cdrs import cdr
+from tests.conftest_db import Api
+
+
+def test_home_area_from_the_number_range_when_the_registry_has_none(api: Api) -> None:
+    api.put("/v1/subscribers/13800138000", role="admin", json={"plan": "gotone"})
+    read = api.get("/v1/subscribers/13800138000", role="agent").json()
+    assert (read["home_area"], read["home_area_from"]) == ("010", "number_range")  # Beijing
+    api.post("/v1/cdrs", role="switch", json=[cdr("h1")])
+    assert api.get("/v1/cdrs/h1", role="agent").json()["home_area"] == "010"
+    put = api.put(
+        "/v1/subscribers/13800138000", role="admin", json={"plan": "gotone", "home_area": "21"}
+    ).json()
+    assert (put["home_area"], put["home_area_from"]) == ("021", "registry")
+    assert api.get("/v1/cdrs/h1", role="agent").json()["home_area"] == "021"
+
+
+def test_a_rejected_id_answers_404_pointing_to_suspense(api: Api) -> None:
+    api.post("/v1/cdrs", role="switch", json=[cdr("r1", callee="x")])
+    response = api.get("/v1/cdrs/r1", role="agent")
+    assert response.status_code == 404
+    body = response.json()
+    assert body["error"] == "cdr.in_suspense"
+    assert "GET /v1/suspense" in body["message"]
+    assert api.get("/v1/cdrs/never-sent", role="agent").json()["error"] == "not_found"
+
+
+def test_quote_audit_rows_name_subject_masked_callee_and_outcome(api: Api) -> None:
+    good = cdr("unused", callee="13912345678")
+    del good["id"]
+    assert api.post("/v1/quote", role="agent", json=good).status_code == 200
+    bad_duration = {**good, "duration_s": "long"}
+    assert api.post("/v1/quote", role="agent", json=bad_duration).status_code == 422
+    bad_caller = {**good, "caller": "1390000\u00001234567"}
+    assert api.post("/v1/quote", role="agent", json=bad_caller).status_code == 422
+    rows = api.get("/v1/audit", role="admin").json()["items"]
+    charge = api.post("/v1/quote", role="agent", json=good).json()["charge_fen"]
+    assert [(r["subject"], r["detail"]) for r in rows] == [
+        ("13800138000", f"callee 139****5678; {charge} fen"),
+        ("13800138000", "callee 139****5678; rejected duration_s.invalid"),
+        ("139*******4567", "callee 139****5678; rejected caller.invalid"),
+    ]
+    assert "13912345678" not in str(rows)
