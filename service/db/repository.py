@@ -224,6 +224,20 @@ def is_retryable(error: BaseException) -> bool:
     return getattr(cause, "sqlstate", None) in RETRYABLE_SQLSTATES
 
 
+def open_suspense_record_ids(session: Session, *, record_ids: Sequence[str]) -> set[str]:
+    """Which of these record ids already wait in suspense (a retried rejected record)."""
+    found: set[str] = set()
+    for chunk in _chunks(record_ids):
+        rows = session.scalars(
+            select(SuspenseRow.record_id).where(
+                _member_of(session, SuspenseRow.record_id, chunk),
+                SuspenseRow.resolved_at.is_(None),
+            )
+        )
+        found.update(record_id for record_id in rows if record_id is not None)
+    return found
+
+
 def list_suspense(
     session: Session, *, after_id: int, limit: int, include_resolved: bool
 ) -> list[SuspenseRow]:
