@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.api import cdrs, ops, quote, subscribers, suspense
+from service.api import cdrs, ops, quote, subscribers, suspense, usage
 from service.api import rerate as rerate_api
 from service.api.deps import Transactions
 from service.config import Settings, get_settings
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (quote, cdrs, subscribers, suspense, rerate_api, ops):
+    for module in (quote, cdrs, subscribers, suspense, rerate_api, ops, usage):
         app.include_router(module.router)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app
