@@ -512,7 +512,7 @@ def usage_by_class(
     session: Session, *, msisdn: str, from_epoch_s: int, to_epoch_s: int
 ) -> list[ClassUsage]:
     """Calls, seconds, minutes and charge per call class of a caller's CDRs in [from, to)."""
-    minutes = func.sum((Cdr.duration_s + 59) / 60)  # integer division on both databases
+    minutes = func.sum((Cdr.duration_s + 59) // 60)  # floor division on both databases
     statement = (
         _current_of_caller(
             msisdn,
