@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from service.api import cdrs, ops, quote, subscribers, suspense, usage
 from service.api import rerate as rerate_api
+from service.api.console import console_files
 from service.api.deps import Transactions
 from service.config import Settings, get_settings
 from service.db.session import make_engine, make_sessionmaker
@@ -80,5 +81,6 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     install_error_handlers(app)
     for module in (quote, cdrs, subscribers, suspense, rerate_api, ops, usage):
         app.include_router(module.router)
+    app.mount("/agent", console_files(), name="agent")
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,10 +52,11 @@ CDRS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def corrected(tmp_path_factory: pytest.TempPathFactory) -> Rater:
+RERATE_WINDOW = {"from": "2010-03-15T00:00:00+08:00", "to": "2010-04-01T00:00:00+08:00"}
+
+
+def write_corrected_tariffs(directory: Path) -> Path:
     """The bundled tariffs plus a correction from 2010-03-15: LD 5 fen / 6 s."""
-    directory = tmp_path_factory.mktemp("tariffs")
     for path in TARIFFS.glob("*.toml"):
         shutil.copy(path, directory / path.name)
     shutil.copytree(TARIFFS / "numbering", directory / "numbering")
@@ -62,10 +64,15 @@ def corrected(tmp_path_factory: pytest.TempPathFactory) -> Rater:
         directory,
         "cmcc-2010",
         "cmcc-2010-fix",
-        starts="2010-03-15T00:00:00+08:00",
+        starts=RERATE_WINDOW["from"],
         domestic_per_6s=5,
     )
-    return load_rater(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def corrected(tmp_path_factory: pytest.TempPathFactory) -> Rater:
+    return load_rater(write_corrected_tariffs(tmp_path_factory.mktemp("tariffs")))
 
 
 @pytest.fixture
@@ -76,8 +83,7 @@ def billed(api: Api, settings: Settings, corrected: Rater) -> Api:
     response = api.post("/v1/cdrs", role="switch", json=CDRS)
     assert response.json()["counts"] == {"rated": len(CDRS), "duplicate": 0, "rejected": 0}
     with running_api(settings, corrected) as fixed:
-        window = {"from": "2010-03-15T00:00:00+08:00", "to": "2010-04-01T00:00:00+08:00"}
-        job = fixed.post("/v1/rerate", role="admin", json=window)
+        job = fixed.post("/v1/rerate", role="admin", json=RERATE_WINDOW)
         assert job.status_code == 202, job.text
         done = fixed.get(f"/v1/rerate/{job.json()['id']}", role="admin").json()
         assert (done["status"], done["changed"], done["delta_fen"]) == ("done", 1, -21)
