@@ -126,15 +126,22 @@ def yuan(fen: int) -> str:
 # --- scenarios ----------------------------------------------------------------------------------
 
 
+NAVIGATION_TIMING = (
+    "() => { const n = performance.getEntriesByType('navigation')[0];"
+    " return {dcl: n.domContentLoadedEventEnd, load: n.loadEventEnd}; }"
+)
+
+
 def test_page_loads_from_the_server_alone_and_quickly(page: Page, server: str) -> None:
-    timing = page.evaluate(
-        "() => { const n = performance.getEntriesByType('navigation')[0];"
-        " return {dcl: n.domContentLoadedEventEnd, load: n.loadEventEnd}; }"
-    )
-    print(
-        f"\nconsole load time on localhost: DOMContentLoaded {timing['dcl']:.1f} ms, "
-        f"load {timing['load']:.1f} ms"
-    )
+    first = page.evaluate(NAVIGATION_TIMING)
+    page.reload()
+    expect(page.get_by_label("接入密钥")).to_be_visible()
+    timing = page.evaluate(NAVIGATION_TIMING)
+    for label, run in (("first load", first), ("reload", timing)):
+        print(
+            f"\nconsole {label} on localhost: DOMContentLoaded {run['dcl']:.1f} ms,"
+            f" load event {run['load']:.1f} ms"
+        )
     assert timing["load"] > 0
     html = httpx.get(f"{server}/agent/").text
     assert not re.search(r"(src|href)=\"(https?:)?//", html), "an asset from another host"
