@@ -581,13 +581,15 @@ def _usage_subscriber(
     tariff: Tariff | None,
     cities: Mapping[str, str],
 ) -> schemas.UsageSubscriber:
-    home = (row.home_area if row is not None else None) or rater.home_area(number)
+    registered_home = row.home_area.removeprefix("0") if row and row.home_area else None
+    home = registered_home or rater.home_area(number)  # without the trunk 0
     area = rater.numbering.area_index(home) if home else NO_INDEX
     province = (
         rater.numbering.provinces[rater.numbering.province_of(area)] if area != NO_INDEX else None
     )
     plan = row.plan if row is not None else None
-    names = ([tariff] if tariff else []) + list(reversed(rater.book.tariffs))  # newest first
+    # names: from the month's version, else the newest version that has the plan or package
+    names = ([tariff] if tariff else []) + list(reversed(rater.book.tariffs))
     brand = next((t.plans[plan].brand for t in names if plan in t.plans), None)
     packages = []
     for package_id in orjson.loads(row.packages) if row is not None else []:

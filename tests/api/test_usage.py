@@ -57,9 +57,7 @@ RERATE_WINDOW = {"from": "2010-03-15T00:00:00+08:00", "to": "2010-04-01T00:00:00
 
 def write_corrected_tariffs(directory: Path) -> Path:
     """The bundled tariffs plus a correction from 2010-03-15: LD 5 fen / 6 s."""
-    for path in TARIFFS.glob("*.toml"):
-        shutil.copy(path, directory / path.name)
-    shutil.copytree(TARIFFS / "numbering", directory / "numbering")
+    shutil.copytree(TARIFFS, directory, dirs_exist_ok=True)
     write_correction(
         directory,
         "cmcc-2010",

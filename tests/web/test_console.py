@@ -146,6 +146,14 @@ def test_page_loads_from_the_server_alone_and_quickly(page: Page, server: str) -
     html = httpx.get(f"{server}/agent/").text
     assert not re.search(r"(src|href)=\"(https?:)?//", html), "an asset from another host"
     expect(page.get_by_label("接入密钥")).to_be_focused()
+    page.keyboard.press("Tab")  # keyboard only: the next stop is the 登录 button, outlined
+    expect(page.get_by_role("button", name="登录")).to_be_focused()
+    outline = page.evaluate(
+        "() => { const s = getComputedStyle(document.activeElement);"
+        " return [s.outlineStyle, s.outlineWidth]; }"
+    )
+    assert outline == ["solid", "3px"]
+    page.keyboard.press("Shift+Tab")
     shot(page, "1-sign-in")
 
 
