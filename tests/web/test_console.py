@@ -35,6 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
+expect.set_options(timeout=15_000)  # the shared CI machine can be slow; failures still fail
 
 
 @pytest.fixture(scope="module")
