@@ -10,10 +10,11 @@ import base64
 import hashlib
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import orjson
@@ -45,6 +46,7 @@ from service.rating.cdr import (
 from service.rating.numbering import NO_INDEX
 from service.rating.rejections import Rejected
 from service.rating.scalar import Rater, Rating, SubscriberProfile
+from service.rating.tariff import Tariff
 from service.security import Actor, mask_number, mask_numbers, mask_text, write_audit
 
 RATED, DUPLICATE, REJECTED = "rated", "duplicate", "rejected"
@@ -679,6 +681,133 @@ def read_subscriber(
     return subscriber_out(row, rater)
 
 
+CHINA_TIME = timezone(timedelta(hours=8))  # SPEC §1: tariffs and bill months run on +08:00
+_MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+
+
+def month_window(month: str | None, *, now: datetime | None = None) -> tuple[str, int, int]:
+    """'YYYY-MM' (default: the current month in +08:00) -> (month, from, to) epoch seconds."""
+    if month is None:
+        month = (now or utcnow()).astimezone(CHINA_TIME).strftime("%Y-%m")
+    matched = _MONTH.fullmatch(month)
+    if matched is None or int(matched[1]) < 1970:
+        raise InvalidInput("month must be YYYY-MM, e.g. 2010-03")
+    year, number = int(matched[1]), int(matched[2])
+    start = datetime(year, number, 1, tzinfo=CHINA_TIME)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=CHINA_TIME)
+    return month, int(start.timestamp()), int(end.timestamp())
+
+
+def _month_tariff(rater: Rater, from_epoch_s: int, to_epoch_s: int) -> Tariff | None:
+    """The version in force when the month starts (else when it ends): its fees and names."""
+    for instant in (from_epoch_s, to_epoch_s - 1):
+        index = rater.book.index_at(instant)
+        if index is not None:
+            return rater.book.tariffs[index]
+    return None
+
+
+def _usage_subscriber(
+    rater: Rater,
+    number: str,
+    row: Subscriber | None,
+    tariff: Tariff | None,
+    cities: Mapping[str, str],
+) -> schemas.UsageSubscriber:
+    registered_home = row.home_area.removeprefix("0") if row and row.home_area else None
+    home = registered_home or rater.home_area(number)  # without the trunk 0
+    area = rater.numbering.area_index(home) if home else NO_INDEX
+    province = (
+        rater.numbering.provinces[rater.numbering.province_of(area)] if area != NO_INDEX else None
+    )
+    plan = row.plan if row is not None else None
+    # names: from the month's version, else the newest version that has the plan or package
+    names = ([tariff] if tariff else []) + list(reversed(rater.book.tariffs))
+    brand = next((t.plans[plan].brand for t in names if plan in t.plans), None)
+    packages = []
+    for package_id in orjson.loads(row.packages) if row is not None else []:
+        known = next((t.packages[package_id] for t in names if package_id in t.packages), None)
+        in_force = tariff.packages.get(package_id) if tariff is not None else None
+        packages.append(
+            schemas.UsagePackage(
+                id=package_id,
+                name=known.name if known else None,
+                monthly_fee_fen=in_force.monthly_fee_fen if in_force else 0,
+            )
+        )
+    return schemas.UsageSubscriber(
+        msisdn=number,
+        registered=row is not None,
+        plan=plan,
+        brand=brand,
+        home_area=f"0{home}" if home else None,
+        home_city=cities.get(home) if home else None,
+        home_province=province,
+        packages=packages,
+    )
+
+
+def usage(
+    session: Session,
+    *,
+    rater: Rater,
+    cities: Mapping[str, str],
+    msisdn: str,
+    month: str | None,
+    offset: int,
+    limit: int,
+    actor: Actor,
+    now: datetime | None = None,
+) -> schemas.UsageOut:
+    """A subscriber's month (详单): per-class summary and a page of calls from each CDR's
+    current rating, package fees, total in fen; the other party masked but for admin; audited."""
+    number = _msisdn(msisdn)
+    month, lo, hi = month_window(month, now=now)
+    tariff = _month_tariff(rater, lo, hi)
+    subscriber = _usage_subscriber(
+        rater, number, repository.get_subscriber(session, msisdn=number), tariff, cities
+    )
+    summary = repository.usage_by_class(session, msisdn=number, from_epoch_s=lo, to_epoch_s=hi)
+    calls = repository.usage_calls(
+        session, msisdn=number, from_epoch_s=lo, to_epoch_s=hi, offset=offset, limit=limit
+    )
+    write_audit(
+        session, actor=actor, action="usage.read", subject=number, detail=month, at=now or utcnow()
+    )
+    call_count = sum(c.calls for c in summary)
+    calls_fen = sum(c.charge_fen for c in summary)
+    package_fees_fen = sum(p.monthly_fee_fen for p in subscriber.packages)
+    masked = actor.role != "admin"
+    return schemas.UsageOut(
+        month=month,
+        period_from=datetime.fromtimestamp(lo, CHINA_TIME),
+        period_to=datetime.fromtimestamp(hi, CHINA_TIME),
+        subscriber=subscriber,
+        summary=[schemas.ClassUsageOut.model_validate(c, from_attributes=True) for c in summary],
+        call_count=call_count,
+        calls_fen=calls_fen,
+        package_fees_fen=package_fees_fen,
+        total_fen=calls_fen + package_fees_fen,
+        calls=[
+            schemas.UsageCallOut(
+                id=c.id,
+                start=datetime.fromtimestamp(c.start_epoch_s, CHINA_TIME),
+                other_party=mask_number(c.callee) if masked else c.callee,
+                duration_s=c.duration_s,
+                type=c.leg,
+                call_class=c.call_class,
+                tariff=c.tariff,
+                charge_fen=c.charge_fen,
+                ratings=c.ratings,
+            )
+            for c in calls
+        ],
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if offset + limit < call_count else None,
+    )
+
+
 def put_subscriber(
     session: Session,
     *,
@@ -720,16 +849,55 @@ def put_subscriber(
 
 
 def tariffs(rater: Rater) -> list[schemas.TariffOut]:
-    """The tariff versions and their windows."""
-    return [
-        schemas.TariffOut(
-            version=t.version,
-            name=t.name,
-            effective_from=t.effective_from,
-            effective_until=t.effective_until,
+    """The catalogue: each tariff version, its window, its plans with fees and its packages."""
+    versions = rater.book.tariffs
+    catalogue = []
+    for index, t in enumerate(versions):
+        ends = [t.effective_until] if t.effective_until is not None else []
+        if index + 1 < len(versions):
+            ends.append(versions[index + 1].effective_from)
+        catalogue.append(
+            schemas.TariffOut(
+                version=t.version,
+                name=t.name,
+                timezone=t.timezone,
+                effective_from=t.effective_from,
+                effective_until=t.effective_until,
+                in_force_until=min(ends) if ends else None,
+                plans=[_plan_out(t, plan_id) for plan_id in t.plans],
+                packages=[
+                    schemas.PackageOut(
+                        id=package_id,
+                        name=package.name,
+                        monthly_fee_fen=package.monthly_fee_fen,
+                        free_from=package.free_from.isoformat(),
+                        free_until=package.free_until.isoformat(),
+                    )
+                    for package_id, package in t.packages.items()
+                ],
+            )
         )
-        for t in rater.book.tariffs
-    ]
+    return catalogue
+
+
+def _plan_out(tariff: Tariff, plan_id: str) -> schemas.PlanOut:
+    plan = tariff.plans[plan_id]
+    ld = (
+        schemas.LdFee(rate_fen=plan.ld_per_min, unit_s=60)
+        if plan.ld_per_min is not None
+        else schemas.LdFee(rate_fen=tariff.ld.domestic_per_6s, unit_s=6)
+    )
+    return schemas.PlanOut(
+        id=plan_id,
+        brand=plan.brand,
+        fees=schemas.PlanFees(
+            local_per_min=plan.local_per_min,
+            ld=ld,
+            roam_call_per_min=plan.roam_call_per_min,
+            roam_called_per_min=plan.roam_called_per_min,
+            ip12593_national_per_min=plan.ip12593_national_per_min,
+        ),
+    )
 
 
 def audit_log(session: Session, *, after_id: int, limit: int) -> schemas.AuditList:

@@ -12,8 +12,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from service.api import cdrs, ops, quote, subscribers, suspense
+from service.api import cdrs, ops, quote, subscribers, suspense, usage
 from service.api import rerate as rerate_api
+from service.api.console import console_files
 from service.api.deps import Transactions
 from service.config import Settings, get_settings
 from service.db.session import DbTimeouts, make_engine, make_sessionmaker
@@ -102,8 +103,9 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     app.state.metrics = metrics
     install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    for module in (quote, cdrs, subscribers, suspense, rerate_api, ops):
+    for module in (quote, cdrs, subscribers, suspense, rerate_api, ops, usage):
         app.include_router(module.router)
+    app.mount("/agent", console_files(), name="agent")
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app
 

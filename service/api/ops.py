@@ -32,12 +32,12 @@ log = logging.getLogger("callrate")
 @router.get(
     "/v1/tariffs",
     tags=["tariffs"],
-    summary="Tariff versions and their windows",
+    summary="Tariff catalogue: versions, windows, plans with fees, packages",
     response_model=list[TariffOut],
     responses=error_responses(Unauthenticated, Forbidden),
 )
 def get_tariffs(rater: RaterDep, actor: AgentActor) -> list[TariffOut]:
-    """Every loaded version, ordered by effective_from."""
+    """Every loaded version, ordered by effective_from, generated from the tariff files."""
     return flows.tariffs(rater)
 
 

@@ -202,13 +202,54 @@ class RecycleResponse(BaseModel):
     results: list[RecycleResult]
 
 
+class LdFee(BaseModel):
+    """Direct domestic long distance from home: rate_fen per unit_s seconds."""
+
+    rate_fen: int = Field(examples=[6])
+    unit_s: Literal[6, 60] = Field(examples=[6])
+
+
+class PlanFees(BaseModel):
+    """A plan's own fees in fen (SPEC §5.9); the rest of the tariff is common to all plans."""
+
+    local_per_min: int
+    ld: LdFee
+    roam_call_per_min: int
+    roam_called_per_min: int
+    ip12593_national_per_min: int = Field(description="12593 domestic LD while roaming nationally")
+
+
+class PlanOut(BaseModel):
+    """A plan (brand) of a tariff version."""
+
+    id: str = Field(examples=["gotone"])
+    brand: str = Field(examples=["全球通"])
+    fees: PlanFees
+
+
+class PackageOut(BaseModel):
+    """A package of a tariff version: its monthly fee and its window (local time of day)."""
+
+    id: str = Field(examples=["ld_night"])
+    name: str = Field(examples=["长话夜聊包"])
+    monthly_fee_fen: int = Field(examples=[500])
+    free_from: str = Field(examples=["23:00:00"], description="HH:MM:SS, tariff time zone")
+    free_until: str = Field(examples=["07:00:00"], description="exclusive; may wrap midnight")
+
+
 class TariffOut(BaseModel):
-    """A tariff version and its window."""
+    """A tariff version, its window, its plans and packages."""
 
     version: str
     name: str
+    timezone: str
     effective_from: datetime
-    effective_until: datetime | None
+    effective_until: datetime | None = Field(description="as the file declares it")
+    in_force_until: datetime | None = Field(
+        description="end of the window: effective_until or the next version's start"
+    )
+    plans: list[PlanOut]
+    packages: list[PackageOut]
 
 
 class AuditOut(BaseModel):
@@ -261,3 +302,66 @@ class RerateJobOut(BaseModel):
     updated_at: datetime
     finished_at: datetime | None
     error: str | None
+
+
+class UsagePackage(BaseModel):
+    """A registered package and its monthly fee for the month asked about."""
+
+    id: str = Field(examples=["ld_night"])
+    name: str | None = Field(examples=["长话夜聊包"], description="null if no version knows it")
+    monthly_fee_fen: int = Field(examples=[500])
+
+
+class UsageSubscriber(BaseModel):
+    """Who the bill belongs to: registry entry, brand and home area in words."""
+
+    msisdn: str
+    registered: bool = Field(description="false: the number is not in the registry")
+    plan: str | None
+    brand: str | None = Field(examples=["全球通"])
+    home_area: str | None = Field(examples=["010"], description="dialing form, leading 0")
+    home_city: str | None = Field(examples=["北京"])
+    home_province: str | None = Field(examples=["北京"])
+    packages: list[UsagePackage]
+
+
+class ClassUsageOut(BaseModel):
+    """One call class of the month, from each CDR's current rating."""
+
+    call_class: str
+    calls: int
+    duration_s: int
+    minutes: int = Field(description="whole minutes started, summed over the calls")
+    charge_fen: int
+
+
+class UsageCallOut(BaseModel):
+    """One call of the month; the other party's number masked for agents."""
+
+    id: str
+    start: datetime = Field(description="+08:00")
+    other_party: str = Field(examples=["139****5678"])
+    duration_s: int
+    type: str = Field(description="originating | terminating | forwarded")
+    call_class: str
+    tariff: str
+    charge_fen: int = Field(description="from the current rating")
+    ratings: int = Field(description="ratings in the CDR's history; >1 means re-rated")
+
+
+class UsageOut(BaseModel):
+    """The bill inquiry (详单) of one subscriber and month; every amount in fen."""
+
+    month: str = Field(examples=["2010-03"])
+    period_from: datetime = Field(description="first instant of the month, +08:00")
+    period_to: datetime = Field(description="first instant of the next month (exclusive)")
+    subscriber: UsageSubscriber
+    summary: list[ClassUsageOut]
+    call_count: int
+    calls_fen: int = Field(description="sum of the calls' current charges")
+    package_fees_fen: int
+    total_fen: int = Field(description="calls_fen + package_fees_fen")
+    calls: list[UsageCallOut] = Field(description="a page, by start time")
+    offset: int
+    limit: int
+    next_offset: int | None = Field(description="offset of the next page, if any")

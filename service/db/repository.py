@@ -12,6 +12,7 @@ from typing import Any, cast
 import psycopg
 from sqlalchemy import (
     ARRAY,
+    Select,
     String,
     Table,
     any_,
@@ -487,3 +488,107 @@ def current_ratings_between(
         (row[0], row[1], row[2], row[3], row[4], row[5], row[6])
         for row in session.execute(statement)
     ]
+
+
+# --- a subscriber's month (bill inquiry, 详单) ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClassUsage:
+    """One call class of a subscriber's month, from each CDR's current rating."""
+
+    call_class: str
+    calls: int
+    duration_s: int
+    minutes: int  # sum over calls of whole minutes started, ceil(duration_s / 60)
+    charge_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageCall:
+    """One CDR of a subscriber's month with its current rating."""
+
+    id: str
+    start_epoch_s: int
+    callee: str
+    duration_s: int
+    leg: str
+    call_class: str
+    tariff: str
+    charge_fen: int
+    ratings: int  # how many ratings the CDR has (seq of the current one)
+
+
+def _current_of_caller(
+    msisdn: str, from_epoch_s: int, to_epoch_s: int, *columns: Any
+) -> Select[Any]:
+    """SELECT columns of the caller's CDRs in [from, to) joined to their current (highest seq)
+    rating; ix_cdrs_caller_start and ux_ratings_cdr_seq serve it."""
+    latest = (
+        select(func.max(RatingRow.seq))
+        .where(RatingRow.cdr_id == Cdr.id)
+        .correlate(Cdr)
+        .scalar_subquery()
+    )
+    return (
+        select(*columns)
+        .select_from(Cdr)
+        .join(RatingRow, RatingRow.cdr_id == Cdr.id)
+        .where(
+            Cdr.caller == msisdn,
+            Cdr.start_epoch_s >= from_epoch_s,
+            Cdr.start_epoch_s < to_epoch_s,
+            RatingRow.seq == latest,
+        )
+    )
+
+
+def usage_by_class(
+    session: Session, *, msisdn: str, from_epoch_s: int, to_epoch_s: int
+) -> list[ClassUsage]:
+    """Calls, seconds, minutes and charge per call class of a caller's CDRs in [from, to)."""
+    minutes = func.sum((Cdr.duration_s + 59) // 60)  # floor division on both databases
+    statement = (
+        _current_of_caller(
+            msisdn,
+            from_epoch_s,
+            to_epoch_s,
+            RatingRow.call_class,
+            func.count(),
+            func.sum(Cdr.duration_s),
+            minutes,
+            func.sum(RatingRow.charge_fen),
+        )
+        .group_by(RatingRow.call_class)
+        .order_by(RatingRow.call_class)
+    )
+    return [
+        ClassUsage(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4]))
+        for row in session.execute(statement)
+    ]
+
+
+def usage_calls(
+    session: Session, *, msisdn: str, from_epoch_s: int, to_epoch_s: int, offset: int, limit: int
+) -> list[UsageCall]:
+    """A page of a caller's CDRs in [from, to), by (start, id), with their current rating."""
+    statement = (
+        _current_of_caller(
+            msisdn,
+            from_epoch_s,
+            to_epoch_s,
+            Cdr.id,
+            Cdr.start_epoch_s,
+            Cdr.callee,
+            Cdr.duration_s,
+            Cdr.leg,
+            RatingRow.call_class,
+            RatingRow.tariff,
+            RatingRow.charge_fen,
+            RatingRow.seq,
+        )
+        .order_by(Cdr.start_epoch_s, Cdr.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return [UsageCall(*row) for row in session.execute(statement)]
