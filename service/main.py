@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from service.api import cdrs, ops, quote, subscribers, suspense
 from service.api import rerate as rerate_api
 from service.api.deps import Transactions
+from service.api.docs import install_docs
 from service.config import Settings, get_settings
 from service.db.session import make_engine, make_sessionmaker
 from service.errors import install_error_handlers
@@ -74,11 +75,14 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         summary="Telephony call rating: classify, rate to the fen, store, explain",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # install_docs: Swagger UI and ReDoc from the app's own files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
     for module in (quote, cdrs, subscribers, suspense, rerate_api, ops):
         app.include_router(module.router)
+    install_docs(app)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app
