@@ -128,3 +128,14 @@ def test_stdin_answers_every_line_and_fails_only_on_an_unreadable_one() -> None:
     done = _quote_stdin([json.dumps(REQUEST), "{oops", rejected])
     assert done.returncode == 1
     assert len(done.stdout.splitlines()) == 3  # the lines after it are answered too
+
+
+def test_a_reader_that_stops_early_gets_no_traceback() -> None:
+    done = subprocess.run(
+        ["bash", "-c", f"yes '{json.dumps(REQUEST)}' | head -n 20000 | {CALLRATE} quote | head -1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(done.stdout)["charge_fen"] == 126
+    assert done.stderr == ""
