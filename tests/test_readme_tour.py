@@ -54,7 +54,7 @@ def run_tour(tmp_path: Path) -> dict[str, str]:
     port = _free_port()
     (tmp_path / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLRATE_")}
-    env.update(CALLRATE_PORT=str(port), TMPDIR=str(tmp_path))  # the tour's data dir: mktemp -d
+    env.update(CALLRATE_PORT=str(port), TMPDIR=str(tmp_path))  # the tour's mktemp -d
     env.pop("VIRTUAL_ENV", None)
     process = subprocess.Popen(
         ["bash", "-c", tour_script(port)],
