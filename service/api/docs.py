@@ -39,19 +39,21 @@ def install_docs(app: FastAPI) -> None:
     """Serve /docs, /redoc and their assets; the app must be made with docs_url=None and
     redoc_url=None (FastAPI's own pages load them from a CDN)."""
 
-    def assets(request: Request) -> str:
-        return f"{request.scope.get('root_path', '')}{ASSETS_URL}"
+    def urls(request: Request) -> tuple[str, str, str]:
+        """The spec's URL, the assets' folder and the favicon, behind any root path."""
+        root = request.scope.get("root_path", "")
+        return f"{root}{app.openapi_url}", f"{root}{ASSETS_URL}", f"{root}{ASSETS_URL}/favicon.png"
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
+        spec, assets, favicon = urls(request)
         return get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
+            openapi_url=spec,
             title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{assets(request)}/swagger-ui-bundle.js",
-            swagger_css_url=f"{assets(request)}/swagger-ui.css",
-            swagger_favicon_url=f"{assets(request)}/favicon.png",
-            oauth2_redirect_url=f"{root}{OAUTH2_REDIRECT_URL}",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=favicon,
+            oauth2_redirect_url=f"{request.scope.get('root_path', '')}{OAUTH2_REDIRECT_URL}",
             swagger_ui_parameters={"validatorUrl": None},
         )
 
@@ -61,18 +63,17 @@ def install_docs(app: FastAPI) -> None:
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
+        spec, assets, favicon = urls(request)
         return get_redoc_html(
-            openapi_url=f"{root}{app.openapi_url}",
+            openapi_url=spec,
             title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{assets(request)}/{REDOC_JS}",
-            redoc_favicon_url=f"{assets(request)}/favicon.png",
+            redoc_js_url=f"{assets}/{REDOC_JS}",
+            redoc_favicon_url=favicon,
             with_google_fonts=False,
         )
 
     @app.get(f"{ASSETS_URL}/{REDOC_JS}", include_in_schema=False)
     async def redoc_bundle(request: Request) -> Response:
-        body = _redoc_bundle(f"{assets(request)}/favicon.png")
-        return Response(body, media_type="text/javascript")
+        return Response(_redoc_bundle(urls(request)[2]), media_type="text/javascript")
 
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
