@@ -3,50 +3,93 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import orjson
 
 from service.config import get_settings
-from service.rating import NUMBERING_DIR, load_rater
+from service.rating import NUMBERING_DIR
 from service.rating.rejections import Rejected
-from service.rating.scalar import Rater
+from service.rating.scalar import Rater, SubscriberProfile
+from service.usage import (
+    USAGE_EXIT,
+    UsageError,
+    check_plan,
+    load_rater_or_refuse,
+    one_line,
+    positive_int,
+)
 
 Command = Callable[[argparse.Namespace], int]
+UNREADABLE_LINE = {
+    "rejected": True,
+    "field": "record",
+    "code": "record.invalid",
+    "reason": "line is not valid JSON",
+}
 
 
-def quote_lines(rater: Rater, lines: Iterable[str | bytes], out: TextIO) -> int:
-    """Rate each JSON quote request line; print one result (or rejection) per line."""
-    count = 0
+@dataclass
+class QuoteTally:
+    """What `quote_lines` answered: every request, those rejected, lines that were not JSON."""
+
+    answered: int = 0
+    rejected: int = 0
+    unreadable: int = 0
+
+
+def quote_lines(
+    rater: Rater,
+    lines: Iterable[str | bytes],
+    out: TextIO,
+    *,
+    subscriber: SubscriberProfile | None = None,
+) -> QuoteTally:
+    """Rate each JSON quote request line; print one result (or rejection) per line.
+
+    `subscriber`: the profile of a caller without a plan (CALLRATE_DEFAULT_PLAN), as the
+    service uses for a caller its registry does not know."""
+    tally = QuoteTally()
     for line in lines:
         if not line.strip():
             continue
         result: dict[str, Any]
         try:
-            result = rater.rate_raw(orjson.loads(line)).to_dict()
+            result = rater.rate_raw(orjson.loads(line), subscriber=subscriber).to_dict()
         except orjson.JSONDecodeError:
-            result = {
-                "rejected": True,
-                "field": "record",
-                "code": "record.invalid",
-                "reason": "line is not valid JSON",
-            }
+            result = UNREADABLE_LINE
+            tally.unreadable += 1
         except Rejected as rejection:
             result = rejection.to_dict()
+            tally.rejected += 1
         out.write(orjson.dumps(result).decode() + "\n")
-        count += 1
-    return count
+        tally.answered += 1
+    return tally
 
 
 def _quote(args: argparse.Namespace) -> int:
-    rater = load_rater(args.tariffs)
-    source: Iterable[str | bytes] = [args.request] if args.request else sys.stdin.buffer
-    quote_lines(rater, source, sys.stdout)
-    return 0
+    if args.request is not None:
+        try:
+            orjson.loads(args.request)
+        except orjson.JSONDecodeError as exc:
+            raise UsageError(f"the quote request is not JSON: {exc}") from exc
+    rater = load_rater_or_refuse(args.tariffs)
+    default_plan = get_settings().default_plan
+    check_plan(rater, default_plan, source="CALLRATE_DEFAULT_PLAN")
+    subscriber = SubscriberProfile(plan=default_plan) if default_plan else None
+    if args.request is not None:
+        # one request: a rejection is its answer on stdout, and exit code 1
+        tally = quote_lines(rater, [args.request], sys.stdout, subscriber=subscriber)
+        return 1 if tally.rejected else 0
+    # NDJSON: every line is answered; only a line that could not be read fails the run
+    tally = quote_lines(rater, sys.stdin.buffer, sys.stdout, subscriber=subscriber)
+    return 1 if tally.unreadable else 0
 
 
 def _numbering_build(args: argparse.Namespace) -> int:
@@ -57,19 +100,54 @@ def _numbering_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_rate_files(args: argparse.Namespace) -> Path:
+    """Refuse unusable files before any work; the path of the rejected rows."""
+    from service.batchio import FormatError, file_format, rejected_path
+
+    if not args.input.is_file():
+        raise UsageError(f"no input file {args.input}")
+    rejected: Path = args.rejected or rejected_path(args.output)
+    try:
+        for path in (args.input, args.output, rejected):
+            file_format(path)
+    except FormatError as exc:
+        raise UsageError(str(exc)) from exc
+    for path in (args.output, rejected):
+        if not path.parent.is_dir():
+            raise UsageError(f"no directory {path.parent} for {path.name}")
+        if path.resolve() == args.input.resolve():
+            raise UsageError(f"{path} is the input file: choose another output")
+    if args.output.resolve() == rejected.resolve():
+        raise UsageError("--rejected must differ from --output")
+    return rejected
+
+
 def _rate(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
     from service.batchio import progress_bar, rate_file
 
-    summary = rate_file(
-        args.input,
-        args.output,
-        load_rater(args.tariffs),
-        rejected=args.rejected,
-        batch_rows=args.batch_rows,
-        default_plan=args.default_plan,
-        require_id=args.require_id,
-        progress=progress_bar(sys.stderr) if sys.stderr.isatty() else None,
+    rejected = _check_rate_files(args)
+    rater = load_rater_or_refuse(args.tariffs)
+    default_plan = args.default_plan or get_settings().default_plan
+    check_plan(
+        rater,
+        default_plan,
+        source="--default-plan" if args.default_plan else "CALLRATE_DEFAULT_PLAN",
     )
+    try:
+        summary = rate_file(
+            args.input,
+            args.output,
+            rater,
+            rejected=rejected,
+            batch_rows=args.batch_rows,
+            default_plan=default_plan,
+            require_id=args.require_id,
+            progress=progress_bar(sys.stderr) if sys.stderr.isatty() else None,
+        )
+    except (pa.ArrowException, OSError) as exc:  # a corrupt input file, a full disk
+        raise UsageError(f"cannot rate {args.input}: {one_line(exc)}") from exc
     print(summary.line())
     return 0
 
@@ -77,10 +155,9 @@ def _rate(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from service.bench import apply_single_thread, run_bench
 
+    rater = load_rater_or_refuse(args.tariffs)
     apply_single_thread()
-    result = run_bench(
-        load_rater(args.tariffs), args.rows, seed=args.seed, scalar_rows=args.scalar_rows
-    )
+    result = run_bench(rater, args.rows, seed=args.seed, scalar_rows=args.scalar_rows)
     print("\n".join(result.lines()))
     return 0
 
@@ -88,17 +165,23 @@ def _bench(args: argparse.Namespace) -> int:
 def _rerate(args: argparse.Namespace) -> int:
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
-    from service.rerate import job_out, run_job, start_job
+    from service.rerate import epoch_s, job_out, run_job, start_job
     from service.security import Actor
+    from service.usage import check_database_url, database_errors
 
+    if epoch_s(args.window_from) >= epoch_s(args.window_to):
+        raise UsageError("--from must be before --to")
     settings = get_settings()
     url = args.url or settings.effective_database_url
-    upgrade(url=url, migrations_dir=settings.migrations_dir)
-    rater = load_rater(args.tariffs)
-    engine = make_engine(url, pool_size=2)
+    check_database_url(url, create=args.create)
+    rater = load_rater_or_refuse(args.tariffs)
+    check_plan(rater, settings.default_plan, source="CALLRATE_DEFAULT_PLAN")
+    with database_errors():
+        upgrade(url=url, migrations_dir=settings.migrations_dir)
+        engine = make_engine(url, pool_size=2)
     sessions = make_sessionmaker(engine)
     try:
-        with sessions.begin() as session:
+        with database_errors(), sessions.begin() as session:
             job = start_job(
                 session,
                 window_from=args.window_from,
@@ -117,62 +200,177 @@ def _instant(text: str) -> datetime:
     try:
         return datetime.fromisoformat(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an RFC 3339 timestamp: {text!r}") from exc
+        raise argparse.ArgumentTypeError(
+            f"not an RFC 3339 timestamp (e.g. 2010-03-01T00:00:00+08:00): {text!r}"
+        ) from exc
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to an option's help unless it has no default or names one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS)
+        if shown and "default" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (`callrate rate: error: ...`, exit 2) and defaults shown.
+
+    Subcommand parsers are made with this class too (argparse uses the parent's type)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_EXIT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Every `callrate` subcommand."""
-    parser = argparse.ArgumentParser(prog="callrate", description=__doc__)
-    parser.add_argument(
-        "--tariffs", type=Path, default=None, help="tariff directory (default: bundled)"
+    parser = Parser(
+        prog="callrate",
+        description="Rate telephony calls to the fen: quote, rate files, serve the HTTP API.",
+        epilog="Settings come from CALLRATE_* environment variables (see README.md).",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--tariffs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="tariff directory: *.toml versions and numbering/ tables "
+        "(default: CALLRATE_TARIFFS_DIR, else the bundled tariffs/)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     quote = commands.add_parser(
-        "quote", help="rate quote requests: one JSON argument or NDJSON on stdin"
+        "quote",
+        help="rate quote requests: one JSON argument or NDJSON on stdin",
+        description="Rate one quote request (SPEC §3.1 fields, no id) and print the rating as "
+        "JSON; exit 1 if it is rejected (the rejection is printed). Without REQUEST, read "
+        "NDJSON requests on stdin and answer each line; exit 1 only if a line is not JSON. "
+        "A request without a plan uses CALLRATE_DEFAULT_PLAN when set.",
     )
     quote.add_argument(
-        "request", nargs="?", help="one JSON quote request; omit to read NDJSON from stdin"
+        "request",
+        nargs="?",
+        metavar="REQUEST",
+        help='one JSON quote request, e.g. \'{"caller": "13800138000", "callee": '
+        '"02188001234", "start": "2010-03-01T10:00:00+08:00", "duration_s": 125, '
+        '"plan": "gotone"}\'; omit to read NDJSON from stdin',
     )
     quote.set_defaults(handler=_quote)
 
     numbering = commands.add_parser("numbering", help="numbering-plan tables")
-    numbering_commands = numbering.add_subparsers(dest="numbering_command", required=True)
+    numbering_commands = numbering.add_subparsers(
+        dest="numbering_command", required=True, metavar="COMMAND"
+    )
     build = numbering_commands.add_parser(
-        "build", help="regenerate tariffs/numbering from phonenumbers"
+        "build", help="regenerate TARIFFS/numbering/*.tsv from the installed phonenumbers"
     )
     build.set_defaults(handler=_numbering_build)
 
     rate = commands.add_parser(
-        "rate", help="rate a Parquet, CSV or NDJSON file of CDRs with the batch path"
+        "rate",
+        help="rate a Parquet, CSV or NDJSON file of CDRs with the batch path",
+        description="Rate every CDR of a file, one record batch at a time. Formats come from "
+        "the file extensions: .parquet/.pq, .csv, .ndjson/.jsonl.",
     )
-    rate.add_argument("input", type=Path, help="CDR file: .parquet, .csv or .ndjson")
-    rate.add_argument("-o", "--output", type=Path, required=True, help="rated rows (same formats)")
     rate.add_argument(
-        "--rejected", type=Path, default=None, help="rejected rows (default: OUT.rejected.EXT)"
+        "input", type=Path, metavar="INPUT", help="CDR file: .parquet, .pq, .csv, .ndjson, .jsonl"
     )
-    rate.add_argument("--batch-rows", type=int, default=131_072, help="rows per record batch")
-    rate.add_argument("--default-plan", default=None, help="plan for rows without one")
-    rate.add_argument("--require-id", action="store_true", help="reject rows without an id")
+    rate.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="file for the rated rows; its extension picks the format (required)",
+    )
+    rate.add_argument(
+        "--rejected",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="file for the rejected rows, with reason and message (default: OUT.rejected.EXT)",
+    )
+    rate.add_argument(
+        "--batch-rows",
+        type=positive_int,
+        default=131_072,
+        metavar="N",
+        help="rows per record batch: memory grows with it",
+    )
+    rate.add_argument(
+        "--default-plan",
+        default=None,
+        metavar="PLAN",
+        help="plan id for rows without one, e.g. gotone; must be a plan of the tariffs "
+        "(default: CALLRATE_DEFAULT_PLAN, else such rows are rejected)",
+    )
+    rate.add_argument(
+        "--require-id", action="store_true", help="reject rows without an id (default: off)"
+    )
     rate.set_defaults(handler=_rate)
 
     bench = commands.add_parser(
         "bench", help="time the per-call and batch paths on generated CDRs (one core)"
     )
-    bench.add_argument("--rows", type=int, default=2_000_000, help="CDRs to generate")
-    bench.add_argument("--seed", type=int, default=0, help="generator seed")
     bench.add_argument(
-        "--scalar-rows", type=int, default=100_000, help="rows timed on the per-call path"
+        "--rows", type=positive_int, default=2_000_000, metavar="N", help="CDRs to generate"
+    )
+    bench.add_argument("--seed", type=int, default=0, metavar="N", help="generator seed")
+    bench.add_argument(
+        "--scalar-rows",
+        type=positive_int,
+        default=100_000,
+        metavar="N",
+        help="rows timed on the per-call path",
     )
     bench.set_defaults(handler=_bench)
 
     rerate = commands.add_parser(
-        "rerate", help="re-rate stored CDRs that started in [--from, --to) (SPEC §6.3)"
+        "rerate",
+        help="re-rate stored CDRs that started in [--from, --to) (SPEC §6.3)",
+        description="Re-rate stored CDRs whose start is in [--from, --to) under the tariffs "
+        "now in TARIFFS; a changed charge or version appends a rating, history stays. Prints "
+        "the job as JSON; exit 1 if the job failed.",
     )
-    rerate.add_argument("--from", dest="window_from", type=_instant, required=True)
-    rerate.add_argument("--to", dest="window_to", type=_instant, required=True)
-    rerate.add_argument("--dry-run", action="store_true", help="count and sum, write nothing")
-    rerate.add_argument("--url", help="database URL (default: CALLRATE_DATABASE_URL or SQLite)")
+    rerate.add_argument(
+        "--from",
+        dest="window_from",
+        type=_instant,
+        required=True,
+        metavar="TIME",
+        help="window start, inclusive: RFC 3339, e.g. 2010-01-01T00:00:00+08:00 "
+        "(no offset means +08:00) (required)",
+    )
+    rerate.add_argument(
+        "--to",
+        dest="window_to",
+        type=_instant,
+        required=True,
+        metavar="TIME",
+        help="window end, exclusive: RFC 3339 like --from (required)",
+    )
+    rerate.add_argument(
+        "--dry-run", action="store_true", help="count and sum the changes, write nothing"
+    )
+    rerate.add_argument(
+        "--url",
+        metavar="URL",
+        help="SQLAlchemy database URL, e.g. postgresql+psycopg://user@host:5432/callrate "
+        "(default: CALLRATE_DATABASE_URL, else sqlite:///CALLRATE_DATA_DIR/callrate.sqlite3)",
+    )
+    rerate.add_argument(
+        "--create",
+        action="store_true",
+        help="make the SQLite database if it does not exist (default: refuse, a typo "
+        "would rate an empty database)",
+    )
     rerate.set_defaults(handler=_rerate)
 
     from service.serve import add_service_commands
@@ -183,11 +381,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `callrate` console script."""
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()  # read once: every later get_settings() is this one
+    except ValidationError as exc:  # a CALLRATE_* variable that does not parse
+        problem = exc.errors()[0]
+        name = "CALLRATE_" + "_".join(str(part) for part in problem["loc"]).upper()
+        print(f"{_prog(args)}: {name}: {problem['msg']}", file=sys.stderr)
+        return USAGE_EXIT
     if args.tariffs is None:
-        args.tariffs = get_settings().tariffs_dir
+        args.tariffs = settings.tariffs_dir
     handler: Command = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except UsageError as exc:
+        print(f"{_prog(args)}: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+    except KeyboardInterrupt:
+        print(f"{_prog(args)}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader stopped early (`callrate quote < cdrs | head`)
+        # Python would report the failed flush of stdout at exit: point stdout elsewhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
+
+
+def _prog(args: argparse.Namespace) -> str:
+    """`callrate keys revoke`: the command words that were given."""
+    words = [value for name, value in vars(args).items() if name.endswith("command") and value]
+    return " ".join(["callrate", *words])
 
 
 if __name__ == "__main__":

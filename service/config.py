@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # SPEC §6 roles; here so the command line can name them without loading the database layer.
 ROLES = ("switch", "agent", "ops", "admin")
+# How long a stored key is trusted from memory before it is looked up again (a key revoked
+# by `callrate keys revoke` stops working within this time, without a restart).
+STORED_KEY_RECHECK_S = 5.0
 
 
 class Settings(BaseSettings):

@@ -273,14 +273,54 @@ async def quote(*, url: str, key: str, rate: float, seconds: float) -> dict[str,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `callrate loadtest`."""
-    parser.add_argument("mode", choices=("ingest", "quote"))
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="loopback only")
-    parser.add_argument("--key", required=True, help="a switch key (ingest) or agent key (quote)")
-    parser.add_argument("--batches", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--rate", type=float, default=500.0, help="quotes per second")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.description = (
+        "Measure a running `callrate serve` on this machine and print one JSON line. ingest: "
+        "POST --batches batches of --batch-size synthetic CDRs on --concurrency connections "
+        "(CDRs/s). quote: open-loop quotes at --rate per second for --seconds (latency "
+        "percentiles from each request's due time)."
+    )
+    parser.add_argument(
+        "mode", choices=("ingest", "quote"), help="ingest (needs a switch key) or quote (agent)"
+    )
+    parser.add_argument(
+        "--url",
+        default="http://127.0.0.1:8000",
+        metavar="URL",
+        help="base URL of the server; loopback hosts only",
+    )
+    parser.add_argument(
+        "--key",
+        required=True,
+        metavar="KEY",
+        help="API key: a switch key for ingest, an agent key for quote (required)",
+    )
+    parser.add_argument(
+        "--batches", type=int, default=100, metavar="N", help=f"ingest: batches, 1..{MAX_BATCHES}"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, metavar="N", help="ingest: CDRs a batch, 1..10000"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        metavar="N",
+        help=f"ingest: connections posting at once, 1..{MAX_CONNECTIONS}",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        metavar="PER_S",
+        help=f"quote: requests per second, up to {MAX_RATE}",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help=f"quote: how long to send, up to {MAX_SECONDS:g}",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -294,17 +334,29 @@ def run(args: argparse.Namespace) -> int:
     if not (0 < args.rate <= MAX_RATE and 0 < args.seconds <= MAX_SECONDS):
         print(f"callrate loadtest: rate 1..{MAX_RATE}/s for 1..{MAX_SECONDS} s", file=sys.stderr)
         return 2
-    if args.mode == "ingest":
-        result = uvloop.run(
-            ingest(
-                url=args.url,
-                key=args.key,
-                batches=args.batches,
-                batch_size=args.batch_size,
-                concurrency=args.concurrency,
+    if not 0 < args.concurrency <= MAX_CONNECTIONS:
+        print(f"callrate loadtest: concurrency 1..{MAX_CONNECTIONS}", file=sys.stderr)
+        return 2
+    try:
+        if args.mode == "ingest":
+            result = uvloop.run(
+                ingest(
+                    url=args.url,
+                    key=args.key,
+                    batches=args.batches,
+                    batch_size=args.batch_size,
+                    concurrency=args.concurrency,
+                )
             )
-        )
-    else:
-        result = uvloop.run(quote(url=args.url, key=args.key, rate=args.rate, seconds=args.seconds))
+        else:
+            result = uvloop.run(
+                quote(url=args.url, key=args.key, rate=args.rate, seconds=args.seconds)
+            )
+    except OSError as exc:
+        print(f"callrate loadtest: cannot reach {args.url}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except HttpError as exc:  # e.g. 401: the key is not one of the server's
+        print(f"callrate loadtest: {exc}", file=sys.stderr)
+        return 2
     print(orjson.dumps(result).decode())
     return 0

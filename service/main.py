@@ -16,6 +16,7 @@ from service.api import cdrs, ops, quote, subscribers, suspense, usage
 from service.api import rerate as rerate_api
 from service.api.console import console_files
 from service.api.deps import Transactions
+from service.api.docs import install_docs
 from service.config import Settings, get_settings
 from service.db.session import DbTimeouts, make_engine, make_sessionmaker
 from service.errors import ErrorBody, install_error_handlers
@@ -98,6 +99,8 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         summary="Telephony call rating: classify, rate to the fen, store, explain",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # install_docs: Swagger UI and ReDoc from the app's own files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -106,6 +109,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     for module in (quote, cdrs, subscribers, suspense, rerate_api, ops, usage):
         app.include_router(module.router)
     app.mount("/agent", console_files(), name="agent")
+    install_docs(app)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app
 

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.config import ROLES
+from service.config import ROLES, STORED_KEY_RECHECK_S
 from service.db import repository
+
+log = logging.getLogger(__name__)
 
 ADMIN = "admin"
 KEY_ID_CHARS = 12
@@ -77,7 +80,9 @@ class KeyRing:
 
     With stored keys (no CALLRATE_API_KEYS), a key not in memory is looked up among the
     stored ones once (a key made by `callrate keys create` works without a restart) and
-    kept; a hash found nowhere is not looked up again for UNKNOWN_KEY_TTL_S.
+    kept; a hash found nowhere is not looked up again for UNKNOWN_KEY_TTL_S. A stored key
+    kept in memory is looked up again once STORED_KEY_RECHECK_S has passed since it was last
+    found, so a key deleted by `callrate keys revoke` stops working within that time.
     """
 
     def __init__(
@@ -91,6 +96,8 @@ class KeyRing:
         self._stored = stored
         self._clock = clock
         self._unknown: dict[str, float] = {}  # key hash -> when no stored key had it
+        now = clock()
+        self._found: dict[str, float] = dict.fromkeys(actors_by_hash, now)  # -> when last found
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> KeyRing:
@@ -102,14 +109,16 @@ class KeyRing:
         return cls(actors)
 
     @classmethod
-    def from_database(cls, sessions: sessionmaker[Session]) -> KeyRing:
+    def from_database(
+        cls, sessions: sessionmaker[Session], *, clock: Callable[[], float] = time.monotonic
+    ) -> KeyRing:
         """From the stored key hashes; later keys are looked up when first used."""
         with sessions() as session:
             actors = {
                 row.key_hash: Actor(key_id=row.key_id, role=row.role)
                 for row in repository.all_api_keys(session)
             }
-        return cls(actors, stored=functools.partial(stored_actor, sessions))
+        return cls(actors, stored=functools.partial(stored_actor, sessions), clock=clock)
 
     @property
     def looks_up_stored(self) -> bool:
@@ -117,8 +126,17 @@ class KeyRing:
         return self._stored is not None
 
     def authenticate(self, key: str) -> Actor | None:
-        """The actor of this key among those in memory, or None (no I/O)."""
-        return self._actors.get(hash_key(key))
+        """The actor of this key among those in memory, or None (no I/O); None also when a
+        stored key is due to be looked up again."""
+        key_hash = hash_key(key)
+        actor = self._actors.get(key_hash)
+        if (
+            actor is not None
+            and self._stored is not None
+            and self._clock() - self._found[key_hash] >= STORED_KEY_RECHECK_S
+        ):
+            return None
+        return actor
 
     def authenticate_stored(self, key: str) -> Actor | None:
         """The actor of a key not in memory, from the stored keys (database I/O)."""
@@ -128,14 +146,24 @@ class KeyRing:
         missed_at = self._unknown.get(key_hash)
         if missed_at is not None and self._clock() - missed_at < UNKNOWN_KEY_TTL_S:
             return None
-        actor = self._stored(key_hash)
-        if actor is None:
+        try:
+            actor = self._stored(key_hash)
+        except SQLAlchemyError:
+            if key_hash not in self._actors:
+                raise
+            # a re-check the database cannot answer now: the key was valid when last found
+            log.warning("stored key %s could not be re-checked", self._actors[key_hash].key_id)
+            return self._actors[key_hash]
+        if actor is None:  # never stored, or revoked since it was last found
+            self._actors.pop(key_hash, None)
+            self._found.pop(key_hash, None)
             if len(self._unknown) >= UNKNOWN_KEYS_KEPT:
                 self._unknown.clear()
             self._unknown[key_hash] = self._clock()
             return None
         self._unknown.pop(key_hash, None)
         self._actors[key_hash] = actor
+        self._found[key_hash] = self._clock()
         return actor
 
     def __len__(self) -> int:
@@ -159,6 +187,15 @@ def create_key(session: Session, *, role: str, now: datetime) -> tuple[str, Acto
         session, key_id=key_id_of(key_hash), key_hash=key_hash, role=role, created_at=now
     )
     return key, Actor(key_id=row.key_id, role=row.role)
+
+
+def revoke_key(session: Session, *, key_id: str, actor: Actor, now: datetime) -> Actor | None:
+    """Delete a stored key (audited); the revoked key's actor, or None if none has this id."""
+    row = repository.delete_api_key(session, key_id=key_id)
+    if row is None:
+        return None
+    write_audit(session, actor=actor, action="key.revoke", subject=None, detail=key_id, at=now)
+    return Actor(key_id=row.key_id, role=row.role)
 
 
 def ensure_keys(session: Session, *, now: datetime) -> dict[str, str]:

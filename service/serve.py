@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from service.config import ROLES, Settings, get_settings
+from service.config import ROLES, STORED_KEY_RECHECK_S, Settings, get_settings
+from service.usage import UsageError, check_database_url, database_errors, positive_int
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -71,7 +72,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"callrate: cannot start: {exc}", file=sys.stderr)
         return 2
     url = settings.effective_database_url
-    upgrade(url=url, migrations_dir=settings.migrations_dir)
+    with database_errors():
+        upgrade(url=url, migrations_dir=settings.migrations_dir)
     if not settings.api_keys:
         engine = make_engine(url, pool_size=1, sqlite_synchronous=settings.sqlite_synchronous)
         with make_sessionmaker(engine).begin() as session:
@@ -97,7 +99,9 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     url = args.url or settings.effective_database_url
-    upgrade(url=url, migrations_dir=settings.migrations_dir)
+    check_database_url(url, create=args.create)
+    with database_errors():
+        upgrade(url=url, migrations_dir=settings.migrations_dir)
     print("callrate: database is at the newest revision")
     return 0
 
@@ -110,11 +114,12 @@ def _keys_create(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     url = settings.effective_database_url
-    upgrade(url=url, migrations_dir=settings.migrations_dir)
-    engine = make_engine(url, pool_size=1)
-    with make_sessionmaker(engine).begin() as session:
-        key, actor = create_key(session, role=args.role, now=utcnow())
-    engine.dispose()
+    with database_errors():
+        upgrade(url=url, migrations_dir=settings.migrations_dir)
+        engine = make_engine(url, pool_size=1)
+        with make_sessionmaker(engine).begin() as session:
+            key, actor = create_key(session, role=args.role, now=utcnow())
+        engine.dispose()
     print(f"{actor.role}={key}  (key id {actor.key_id}; shown once, only its hash is stored)")
     return 0
 
@@ -124,11 +129,36 @@ def _keys_list(args: argparse.Namespace) -> int:
     from service.db.session import make_engine, make_sessionmaker
 
     settings = _settings(args)
-    engine = make_engine(settings.effective_database_url, pool_size=1)
-    with make_sessionmaker(engine)() as session:
-        for row in repository.all_api_keys(session):
-            print(f"{row.key_id}  {row.role}  {row.created_at.isoformat()}")
-    engine.dispose()
+    url = settings.effective_database_url
+    check_database_url(url, create=False, can_create=False)
+    with database_errors():
+        engine = make_engine(url, pool_size=1)
+        with make_sessionmaker(engine)() as session:
+            for row in repository.all_api_keys(session):
+                print(f"{row.key_id}  {row.role}  {row.created_at.isoformat()}")
+        engine.dispose()
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from service.db.session import make_engine, make_sessionmaker
+    from service.flows import utcnow
+    from service.security import Actor, hash_key, key_id_of, revoke_key
+
+    settings = _settings(args)
+    url = settings.effective_database_url
+    check_database_url(url, create=False, can_create=False)
+    key_id = key_id_of(hash_key(args.key)) if args.key.startswith("cr_") else args.key
+    with database_errors():
+        engine = make_engine(url, pool_size=1)
+        with make_sessionmaker(engine).begin() as session:
+            revoked = revoke_key(
+                session, key_id=key_id, actor=Actor(key_id="cli", role="admin"), now=utcnow()
+            )
+        engine.dispose()
+    if revoked is None:
+        raise UsageError(f"no stored key {key_id} (see callrate keys list)")
+    print(f"callrate: revoked {revoked.role} key {revoked.key_id}")
     return 0
 
 
@@ -142,26 +172,72 @@ def add_service_commands(commands: Any) -> None:
     """Add serve, db, keys and loadtest to the `callrate` subcommands."""
 
     serve = commands.add_parser(
-        "serve", help="migrate the database, load the tariffs and serve the HTTP API"
+        "serve",
+        help="migrate the database, load the tariffs and serve the HTTP API",
+        description="Migrate the database (CALLRATE_DATABASE_URL, else SQLite in "
+        "CALLRATE_DATA_DIR), load the tariffs and serve the HTTP API. Without "
+        "CALLRATE_API_KEYS, the first start makes one key per role and prints them once.",
     )
-    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
-    serve.add_argument("--workers", type=int, default=None, help="worker processes (default 1)")
+    serve.add_argument(
+        "--host",
+        default=None,
+        metavar="ADDRESS",
+        help="bind address, e.g. 0.0.0.0 for every interface "
+        "(default: CALLRATE_HOST, else 127.0.0.1)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="TCP port (default: CALLRATE_PORT, else 8000)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="worker processes (default: CALLRATE_WORKERS, else 1)",
+    )
     serve.set_defaults(handler=_serve)
 
     db = commands.add_parser("db", help="database schema")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
-    db_upgrade = db_commands.add_parser("upgrade", help="run the Alembic migrations")
-    db_upgrade.add_argument("--url", default=None, help="database URL (default: settings)")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    db_upgrade = db_commands.add_parser(
+        "upgrade", help="run the Alembic migrations up to the newest revision"
+    )
+    db_upgrade.add_argument(
+        "--url",
+        default=None,
+        metavar="URL",
+        help="SQLAlchemy database URL, e.g. postgresql+psycopg://user@host:5432/callrate "
+        "(default: CALLRATE_DATABASE_URL, else sqlite:///CALLRATE_DATA_DIR/callrate.sqlite3)",
+    )
+    db_upgrade.add_argument(
+        "--create",
+        action="store_true",
+        help="make the SQLite database (and its folder) if missing (default: refuse)",
+    )
     db_upgrade.set_defaults(handler=_db_upgrade)
 
-    keys = commands.add_parser("keys", help="API keys (stored hashed)")
-    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    keys = commands.add_parser(
+        "keys",
+        help="API keys stored in the database (hashed)",
+        description="Keys stored in the database; used when CALLRATE_API_KEYS is unset. A "
+        "created key works at once, a revoked one stops working within "
+        f"{STORED_KEY_RECHECK_S:g} s, without restarting the service.",
+    )
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
     create = keys_commands.add_parser("create", help="make a key for a role and print it once")
-    create.add_argument("role", choices=ROLES)
+    create.add_argument("role", choices=ROLES, help=f"one of {', '.join(ROLES)}")
     create.set_defaults(handler=_keys_create)
-    listing = keys_commands.add_parser("list", help="key ids and roles")
+    listing = keys_commands.add_parser("list", help="key ids, roles and creation times")
     listing.set_defaults(handler=_keys_list)
+    revoke = keys_commands.add_parser("revoke", help="delete a stored key: it stops working")
+    revoke.add_argument(
+        "key", metavar="KEY", help="a key id as `keys list` shows it, or the key itself (cr_...)"
+    )
+    revoke.set_defaults(handler=_keys_revoke)
 
     from service.loadtest import add_arguments
 

@@ -390,6 +390,15 @@ def api_key_by_hash(session: Session, *, key_hash: str) -> ApiKey | None:
     return session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
 
 
+def delete_api_key(session: Session, *, key_id: str) -> ApiKey | None:
+    """Delete the stored key with this id; the deleted row, or None if there was none."""
+    row = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
+    if row is not None:
+        session.delete(row)
+        session.flush()
+    return row
+
+
 def add_audit(
     db: Executor,
     *,
