@@ -407,6 +407,8 @@ def recycle_suspense(
             resolution=resolution,
             resolved_at=now,
         )
+    if metrics is not None:  # the records leaving suspense; a rejection was counted at ingest
+        metrics.count_results(o.result for o in outcomes if o.result != REJECTED)
     results = []
     for row, outcome in zip(rows, outcomes, strict=True):
         rejection = outcome.rejection
@@ -455,6 +457,11 @@ def list_suspense(
 def suspense_size(session: Session) -> int:
     """Open suspense rows."""
     return repository.count_open_suspense(session)
+
+
+def suspense_by_code(session: Session) -> dict[str, int]:
+    """Open suspense rows per rejection reason code."""
+    return repository.count_open_suspense_by_code(session)
 
 
 # --- quote, reads, registry -------------------------------------------------------------------

@@ -49,6 +49,11 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         audit_engine = make_engine(
             settings.effective_database_url, pool_size=settings.db_pool_size, audit_only=True
         )
+        for watched in (engine, audit_engine):
+            metrics.watch_database(watched)
+        metrics.set_build_info(
+            version=app.version, tariffs=(t.version for t in app.state.rater.book.tariffs)
+        )
         app.state.audit_transactions = Transactions(audit_engine)
         if settings.api_keys:
             app.state.keys = KeyRing.from_pairs(parse_api_keys(settings.api_keys))

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
 from service import flows
@@ -58,8 +59,15 @@ def get_audit(
     },
 )
 def get_metrics(session: SessionDep, metrics: MetricsDep, actor: OpsActor) -> Response:
-    """CDRs by result, rating latency, charged fen by class, HTTP latency, suspense size."""
-    metrics.suspense_records.set(flows.suspense_size(session))
+    """CDRs by result, rating latency, charged fen by class, HTTP latency, suspense by reason,
+    re-rating progress, database availability; answers even when the database does not."""
+    try:
+        metrics.set_suspense(flows.suspense_by_code(session))
+    except SQLAlchemyError:  # the last suspense values stay; callrate_database_up says why
+        session.rollback()
+        metrics.database_up.set(0)
+    else:
+        metrics.database_up.set(1)
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -76,11 +84,13 @@ def healthz() -> OrjsonResponse:
     response_model=Health,
     responses={503: {"model": Health, "description": "the database does not answer"}},
 )
-def readyz(session: SessionDep) -> OrjsonResponse:
+def readyz(session: SessionDep, metrics: MetricsDep) -> OrjsonResponse:
     """503 unless a query succeeds."""
     try:
         repository.ping(session)
     except Exception:  # any driver error means not ready; the reason goes to the log
         session.rollback()
+        metrics.database_up.set(0)
         return OrjsonResponse({"status": "database unavailable"}, status_code=503)
+    metrics.database_up.set(1)
     return OrjsonResponse({"status": "ok"})

@@ -255,6 +255,16 @@ def count_open_suspense(session: Session) -> int:
     return int(count or 0)
 
 
+def count_open_suspense_by_code(session: Session) -> dict[str, int]:
+    """How many records wait in suspense, per rejection reason code."""
+    rows = session.execute(
+        select(SuspenseRow.code, func.count())
+        .where(SuspenseRow.resolved_at.is_(None))
+        .group_by(SuspenseRow.code)
+    )
+    return {code: int(count) for code, count in rows}
+
+
 def get_cdr(session: Session, *, cdr_id: str) -> Cdr | None:
     """One stored CDR by id."""
     return session.get(Cdr, cdr_id)
