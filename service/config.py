@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # SPEC §6 roles; here so the command line can name them without loading the database layer.
 ROLES = ("switch", "agent", "ops", "admin")
+LOG_FORMATS = ("text", "json")  # one line per request on stderr (service/requestlog.py)
 
 
 class Settings(BaseSettings):
@@ -31,6 +33,7 @@ class Settings(BaseSettings):
     workers: int = 1  # uvicorn worker processes for `callrate serve`
     db_pool_size: int = 8
     sqlite_synchronous: str = "FULL"  # FULL: a 2xx batch survives power loss, not only a crash
+    log_format: Literal["text", "json"] = "text"  # request log lines on stderr
     # prometheus_client's own variable: with several workers each writes its metrics there
     # and /metrics sums them (`callrate serve --workers N` sets it when unset)
     prometheus_multiproc_dir: Path | None = Field(

@@ -19,6 +19,7 @@ from service.flows import utcnow
 from service.metrics import HttpMetricsMiddleware, Metrics
 from service.rating import load_rater
 from service.rating.scalar import Rater
+from service.requestlog import RequestLogMiddleware
 from service.security import KeyRing, ensure_keys, parse_api_keys
 
 log = logging.getLogger("callrate")
@@ -86,4 +87,5 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     for module in (quote, cdrs, subscribers, suspense, rerate_api, ops):
         app.include_router(module.router)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestLogMiddleware, log_format=settings.log_format)  # outermost
     return app

@@ -206,6 +206,9 @@ class RerateProgress:
 
 def route_template(scope: Scope) -> str:
     """The matched route's path template; never the concrete path (it may hold a number)."""
+    matched = getattr(scope.get("route"), "path", None)
+    if matched:
+        return str(matched)
     app = scope.get("app")
     router = getattr(app, "router", None)
     for route in getattr(router, "routes", ()):
@@ -239,8 +242,6 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or route_template(scope)
             self.metrics.http_seconds.labels(
-                method=scope["method"], route=template, status=str(status)
+                method=scope["method"], route=route_template(scope), status=str(status)
             ).observe(time.perf_counter() - started)
