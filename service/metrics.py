@@ -120,6 +120,8 @@ class Metrics:
         )
         for result in RESULTS:
             self.cdrs.labels(result=result)
+        for status in ("500", "503"):  # alerted on: increase() must see the first one
+            self.http_seconds.labels(method="POST", route="/v1/cdrs", status=status)
         for outcome in RERATE_OUTCOMES:
             self.rerate_jobs.labels(outcome=outcome)
         for result in RERATE_RESULTS:
