@@ -454,11 +454,6 @@ def list_suspense(
     )
 
 
-def suspense_size(session: Session) -> int:
-    """Open suspense rows."""
-    return repository.count_open_suspense(session)
-
-
 def suspense_by_code(session: Session) -> dict[str, int]:
     """Open suspense rows per rejection reason code."""
     return repository.count_open_suspense_by_code(session)

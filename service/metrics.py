@@ -18,7 +18,6 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -148,12 +147,11 @@ class Metrics:
             self.suspense_records.labels(code=code).set(count)
 
     def watch_database(self, engine: Engine) -> None:
-        """Mark the database down when a query on `engine` fails for want of a connection."""
+        """Mark the database down when a query on `engine` finds it unavailable."""
 
         @event.listens_for(engine, "handle_error")
         def _on_error(context: ExceptionContext) -> None:
-            error = context.sqlalchemy_exception
-            if context.is_disconnect or isinstance(error, OperationalError | InterfaceError):
+            if database_unavailable(context):
                 self.database_up.set(0)
 
     def count_results(self, results: Iterable[str]) -> None:
@@ -164,6 +162,22 @@ class Metrics:
         for result, count in tally.items():
             if count:
                 self.cdrs.labels(result=result).inc(count)
+
+
+# SQLSTATE classes: 08 connection exception; 57 operator intervention (statement timeout,
+# cancel, shutdown). A conflict (40: serialization, deadlock) or a constraint (23) is no
+# sign of an unavailable database: the service retries or reports those itself.
+_UNAVAILABLE_SQLSTATE = ("08", "57")
+
+
+def database_unavailable(context: ExceptionContext) -> bool:
+    """A database error that means the database is unreachable, frozen or too slow."""
+    if context.is_disconnect or context.connection is None:  # lost, or never connected
+        return True
+    original = context.original_exception
+    sqlstate = getattr(original, "sqlstate", None) or ""
+    busy = getattr(original, "sqlite_errorname", None) == "SQLITE_BUSY"  # locked past timeout
+    return busy or sqlstate.startswith(_UNAVAILABLE_SQLSTATE)
 
 
 class RerateProgress:

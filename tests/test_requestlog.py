@@ -13,15 +13,9 @@ from service.config import Settings
 from service.rating.scalar import Rater
 from service.serve import _settings
 from tests.api.test_cdrs import cdr
+from tests.api.test_quote import REQUEST as QUOTE
 from tests.conftest_db import Api, running_api
 
-QUOTE = {
-    "caller": "13800138000",
-    "callee": "02188001234",
-    "start": "2010-03-01T10:00:00+08:00",
-    "duration_s": 125,
-    "plan": "gotone",
-}
 NUMBERS = ("13800138000", "8613800138000", "02188001234", "88001234")
 JSON_FIELDS = {"time", "request_id", "method", "route", "status", "latency_ms", "role"}
 

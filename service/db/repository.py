@@ -247,14 +247,6 @@ def update_suspense_reason(
     )
 
 
-def count_open_suspense(session: Session) -> int:
-    """How many records wait in suspense."""
-    count = session.scalar(
-        select(func.count()).select_from(SuspenseRow).where(SuspenseRow.resolved_at.is_(None))
-    )
-    return int(count or 0)
-
-
 def count_open_suspense_by_code(session: Session) -> dict[str, int]:
     """How many records wait in suspense, per rejection reason code."""
     rows = session.execute(

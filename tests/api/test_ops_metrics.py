@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from service import rerate
 from service.config import Settings
@@ -21,7 +21,7 @@ from service.rating.scalar import Rater
 from service.security import Actor
 from tests.api.test_cdrs import cdr
 from tests.conftest import TARIFFS
-from tests.conftest_db import KEYS_SPEC, Api, running_api
+from tests.conftest_db import KEYS_SPEC, Api, fresh_database, running_api
 
 Labels = frozenset[tuple[str, str]]
 
@@ -209,3 +209,31 @@ def test_rerate_through_the_api_reaches_the_scrape(api: Api) -> None:
     text = scrape(api)
     assert value(text, "callrate_rerate_jobs_total", outcome="done") == 1
     assert value(text, "callrate_rerate_records_total", result="processed") == 1
+
+
+def test_a_constraint_error_leaves_the_database_up(tmp_path: Path) -> None:
+    metrics = Metrics()
+    metrics.database_up.set(1)
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    metrics.watch_database(engine)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+    engine.dispose()
+    assert value(metrics.render().decode(), "callrate_database_up") == 1
+
+
+def test_a_statement_timeout_marks_the_database_down(tmp_path: Path) -> None:
+    metrics = Metrics()
+    metrics.database_up.set(1)
+    with fresh_database("postgresql", tmp_path) as url:
+        engine = create_engine(url)
+        metrics.watch_database(engine)
+        with engine.connect() as connection:
+            connection.execute(text("SET statement_timeout = 50"))
+            with pytest.raises(OperationalError):
+                connection.execute(text("SELECT pg_sleep(2)"))
+        engine.dispose()
+    assert value(metrics.render().decode(), "callrate_database_up") == 0

@@ -21,19 +21,13 @@ import pytest
 import yaml
 
 from tests.api.test_cdrs import cdr
+from tests.api.test_quote import REQUEST as QUOTE
 from tests.api.test_served import _free_port, auth, served
 from tests.deploy.conftest import DASHBOARD, EXAMPLE_CONFIG, RULE_FILES, rules, tool
 
 pytestmark = pytest.mark.slow
 
 DEADLINE_S = 120.0
-QUOTE = {
-    "caller": "13800138000",
-    "callee": "02188001234",
-    "start": "2010-03-01T10:00:00+08:00",
-    "duration_s": 125,
-    "plan": "gotone",
-}
 NUMBERS = ("13800138000", "02188001234", "13900139000")
 _NOT_SELECTORS = {
     "sum", "min", "max", "avg", "count", "topk", "bottomk", "sort", "sort_desc",
