@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from service.metrics import Metrics, RerateProgress
 from tests.deploy.conftest import EXAMPLE_CONFIG, PROMETHEUS_DIR, RULE_FILES, rules, tool
 
 TEST_FILES = sorted(PROMETHEUS_DIR.glob("*test*.yml"))
@@ -70,3 +71,27 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     checked = tmp_path / "prometheus.yml"
     checked.write_text(yaml.safe_dump(config))
     promtool("check", "config", str(checked))
+
+
+def test_check_metrics_of_one_process_is_clean() -> None:
+    """`promtool check metrics` on a single-process /metrics (the served test checks the
+    multi-worker one) with every metric holding values."""
+    metrics = Metrics()
+    metrics.count_results(["rated", "rejected"])
+    metrics.charged_fen.labels(call_class="local").inc(80)
+    metrics.rating_seconds.observe(0.0001)
+    metrics.http_seconds.labels(method="POST", route="/v1/quote", status="200").observe(0.002)
+    metrics.set_suspense({"plan.missing": 1})
+    metrics.database_up.set(1)
+    metrics.set_build_info(version="0.1.0", tariffs=["cmcc-2009", "cmcc-2010"])
+    progress = RerateProgress(metrics)
+    progress.start(total=3, processed=0)
+    progress.chunk(processed=3, changed=1, rejected=0)
+    progress.finish("done")
+    done = subprocess.run(
+        [tool("promtool"), "check", "metrics"],
+        input=metrics.render(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout + done.stderr) == (0, b"")
