@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +15,7 @@ ROLES = ("switch", "agent", "ops", "admin")
 # How long a stored key is trusted from memory before it is looked up again (a key revoked
 # by `callrate keys revoke` stops working within this time, without a restart).
 STORED_KEY_RECHECK_S = 5.0
+LOG_FORMATS = ("text", "json")  # one line per request on stderr (service/requestlog.py)
 
 
 class Settings(BaseSettings):
@@ -40,6 +42,7 @@ class Settings(BaseSettings):
     db_statement_timeout_s: float = 5.0  # PG statement_timeout (+0.5 s client side); SQLite busy
     db_pool_timeout_s: float = 2.0  # waiting for a pooled connection
     readyz_timeout_s: float = 1.5  # /readyz answers 503 after this
+    log_format: Literal["text", "json"] = "text"  # request log lines on stderr
     # prometheus_client's own variable: with several workers each writes its metrics there
     # and /metrics sums them (`callrate serve --workers N` sets it when unset)
     prometheus_multiproc_dir: Path | None = Field(

@@ -508,6 +508,8 @@ def recycle_suspense(
 
     rows, outcomes = _retrying(session, work)
     _count_charged(metrics, outcomes)
+    if metrics is not None:  # the records leaving suspense; a rejection was counted at ingest
+        metrics.count_results(o.result for o in outcomes if o.result != REJECTED)
     results = [
         schemas.RecycleResult(
             suspense_id=row.id,
@@ -537,9 +539,9 @@ def list_suspense(
     )
 
 
-def suspense_size(session: Session) -> int:
-    """Open suspense rows."""
-    return repository.count_open_suspense(session)
+def suspense_by_code(session: Session) -> dict[str, int]:
+    """Open suspense rows per rejection reason code."""
+    return repository.count_open_suspense_by_code(session)
 
 
 # --- quote, reads, registry -------------------------------------------------------------------

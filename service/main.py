@@ -24,6 +24,7 @@ from service.flows import utcnow
 from service.metrics import HttpMetricsMiddleware, Metrics
 from service.rating import load_rater
 from service.rating.scalar import Rater
+from service.requestlog import RequestLogMiddleware
 from service.rerate import warm_batch_kernels
 from service.security import KeyRing, ensure_keys, install_log_masking, parse_api_keys
 
@@ -62,6 +63,11 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         app.state.sessions = make_sessionmaker(engine)
         audit_engine = make_engine(
             url, pool_size=settings.db_pool_size, audit_only=True, timeouts=timeouts
+        )
+        for watched in (engine, audit_engine):
+            metrics.watch_database(watched)
+        metrics.set_build_info(
+            version=app.version, tariffs=(t.version for t in app.state.rater.book.tariffs)
         )
         app.state.audit_transactions = Transactions(audit_engine)
         # /readyz has its own connection and shorter bounds: it answers while the request
@@ -111,6 +117,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     app.mount("/agent", console_files(), name="agent")
     install_docs(app)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestLogMiddleware, log_format=settings.log_format)  # outermost
     return app
 
 

@@ -1,17 +1,36 @@
-"""Prometheus metrics for ops; labels are bounded (result, call class, route template)."""
+"""Prometheus metrics for ops; every label is bounded (result, call class, route template,
+reason code, job outcome) and none holds a number a subscriber dialled."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import ExceptionContext
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.rating.rejections import REASON_CODES
+
+# A `_created` twin per series doubles what Prometheus stores and nothing here reads it.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
 RESULTS = ("rated", "duplicate", "rejected")
+OTHER_REASON = "other"  # a stored code this version does not know (e.g. from an older one)
+SUSPENSE_REASONS = (*REASON_CODES, OTHER_REASON)
+RERATE_OUTCOMES = ("done", "failed")
+RERATE_RESULTS = ("processed", "changed", "rejected")
 RATING_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -56,12 +75,56 @@ class Metrics:
         )
         self.suspense_records = Gauge(
             "callrate_suspense_records",
-            "Records waiting in suspense",
+            "Records waiting in suspense, by rejection reason code",
+            ["code"],
             registry=self.registry,
             multiprocess_mode="mostrecent",  # set from the database at each scrape
         )
+        self.database_up = Gauge(
+            "callrate_database_up",
+            "1 when the last database check or query succeeded, 0 after a connection error",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.build_info = Gauge(
+            "callrate_build_info",
+            "Always 1: the service version and the loaded tariff versions",
+            ["version", "tariffs"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.rerate_jobs = Counter(
+            "callrate_rerate_jobs",
+            "Re-rating jobs finished in this process, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.rerate_records = Counter(
+            "callrate_rerate_records",
+            "Stored CDRs re-rated: processed, changed (a new rating), rejected (kept as is)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.rerate_running = Gauge(
+            "callrate_rerate_running_jobs",
+            "Re-rating jobs running now",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.rerate_remaining = Gauge(
+            "callrate_rerate_remaining_records",
+            "CDRs the running re-rating jobs have still to process",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         for result in RESULTS:
             self.cdrs.labels(result=result)
+        for status in ("500", "503"):  # alerted on: increase() must see the first one
+            self.http_seconds.labels(method="POST", route="/v1/cdrs", status=status)
+        for outcome in RERATE_OUTCOMES:
+            self.rerate_jobs.labels(outcome=outcome)
+        for result in RERATE_RESULTS:
+            self.rerate_records.labels(result=result)
 
     def render(self) -> bytes:
         """The Prometheus text format: this process's registry, or all workers' files."""
@@ -70,6 +133,26 @@ class Metrics:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
         return generate_latest(registry)
+
+    def set_build_info(self, *, version: str, tariffs: Iterable[str]) -> None:
+        """The one build-info series: version and tariff versions, comma-separated."""
+        self.build_info.labels(version=version, tariffs=",".join(tariffs)).set(1)
+
+    def set_suspense(self, by_code: Mapping[str, int]) -> None:
+        """Open suspense rows per reason code; every known code is set (0 when none wait)."""
+        counts = dict.fromkeys(SUSPENSE_REASONS, 0)
+        for code, count in by_code.items():
+            counts[code if code in counts else OTHER_REASON] += count
+        for code, count in counts.items():
+            self.suspense_records.labels(code=code).set(count)
+
+    def watch_database(self, engine: Engine) -> None:
+        """Mark the database down when a query on `engine` finds it unavailable."""
+
+        @event.listens_for(engine, "handle_error")
+        def _on_error(context: ExceptionContext) -> None:
+            if database_unavailable(context):
+                self.database_up.set(0)
 
     def count_results(self, results: Iterable[str]) -> None:
         """Count per-record results of a batch."""
@@ -81,8 +164,67 @@ class Metrics:
                 self.cdrs.labels(result=result).inc(count)
 
 
+# SQLSTATE classes: 08 connection exception; 57 operator intervention (statement timeout,
+# cancel, shutdown). A conflict (40: serialization, deadlock) or a constraint (23) is no
+# sign of an unavailable database: the service retries or reports those itself.
+_UNAVAILABLE_SQLSTATE = ("08", "57")
+
+
+def database_unavailable(context: ExceptionContext) -> bool:
+    """A database error that means the database is unreachable, frozen or too slow."""
+    if context.is_disconnect or context.connection is None:  # lost, or never connected
+        return True
+    original = context.original_exception
+    sqlstate = getattr(original, "sqlstate", None) or ""
+    busy = getattr(original, "sqlite_errorname", None) == "SQLITE_BUSY"  # locked past timeout
+    return busy or sqlstate.startswith(_UNAVAILABLE_SQLSTATE)
+
+
+class RerateProgress:
+    """One run of a re-rating job as metrics: running, records left, chunk counts, outcome."""
+
+    def __init__(self, metrics: Metrics | None) -> None:
+        self.metrics = metrics
+        self.remaining = 0
+        self.running = False
+
+    def start(self, *, total: int, processed: int) -> None:
+        """The job starts (or resumes) with this many CDRs counted and already processed."""
+        if self.metrics is None or self.running:
+            return
+        self.running = True
+        self.remaining = max(total - processed, 0)
+        self.metrics.rerate_running.inc()
+        self.metrics.rerate_remaining.inc(self.remaining)
+
+    def chunk(self, *, processed: int, changed: int, rejected: int) -> None:
+        """A chunk committed."""
+        if self.metrics is None:
+            return
+        counts = {"processed": processed, "changed": changed, "rejected": rejected}
+        for result, count in counts.items():
+            if count:
+                self.metrics.rerate_records.labels(result=result).inc(count)
+        done = min(processed, self.remaining)
+        self.remaining -= done
+        self.metrics.rerate_remaining.dec(done)
+
+    def finish(self, outcome: str) -> None:
+        """The run ended: done or failed."""
+        if self.metrics is None:
+            return
+        self.metrics.rerate_jobs.labels(outcome=outcome).inc()
+        if self.running:
+            self.metrics.rerate_running.dec()
+            self.metrics.rerate_remaining.dec(self.remaining)
+            self.running, self.remaining = False, 0
+
+
 def route_template(scope: Scope) -> str:
     """The matched route's path template; never the concrete path (it may hold a number)."""
+    matched = getattr(scope.get("route"), "path", None)
+    if matched:
+        return str(matched)
     app = scope.get("app")
     router = getattr(app, "router", None)
     for route in getattr(router, "routes", ()):
@@ -116,8 +258,6 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or route_template(scope)
             self.metrics.http_seconds.labels(
-                method=scope["method"], route=template, status=str(status)
+                method=scope["method"], route=route_template(scope), status=str(status)
             ).observe(time.perf_counter() - started)

@@ -26,6 +26,7 @@ from service.db import repository
 from service.db.models import RerateJob
 from service.errors import InvalidInput, NotFound
 from service.flows import default_profile, profile_of, rating_row
+from service.metrics import Metrics, RerateProgress
 from service.rating.batch import BatchRater
 from service.rating.cdr import DEFAULT_OFFSET, EPOCH
 from service.rating.scalar import Rater
@@ -156,12 +157,17 @@ def _utc(moment: datetime) -> datetime:
 
 
 def run_job_quietly(
-    sessions: sessionmaker[Session], *, job_id: str, rater: Rater, default_plan: str | None
+    sessions: sessionmaker[Session],
+    *,
+    job_id: str,
+    rater: Rater,
+    default_plan: str | None,
+    metrics: Metrics | None = None,
 ) -> None:
     """run_job for a background task: a failure is already on the job row and in the log."""
     # The failure is recorded as the job's status and error, and logged by run_job.
     with contextlib.suppress(Exception):
-        run_job(sessions, job_id=job_id, rater=rater, default_plan=default_plan)
+        run_job(sessions, job_id=job_id, rater=rater, default_plan=default_plan, metrics=metrics)
 
 
 def _text(value: object) -> str | None:
@@ -266,9 +272,11 @@ def run_job(
     rater: Rater,
     default_plan: str | None,
     chunk_rows: int = CHUNK_ROWS,
+    metrics: Metrics | None = None,
 ) -> RerateJob:
     """Run (or resume) a job to the end; each chunk commits with the job's progress."""
     batch = warm_batch_kernels(rater)  # before any transaction: a JIT compile holds no lock
+    progress = RerateProgress(metrics)
     try:
         while True:
             with sessions.begin() as session:
@@ -289,6 +297,7 @@ def run_job(
                 )
                 now = utcnow()
                 job.status, job.updated_at = RUNNING, now
+                progress.start(total=job.total, processed=job.processed)
                 if not rows:
                     job.status, job.finished_at = DONE, now
                     log.info(
@@ -297,7 +306,7 @@ def run_job(
                         job.changed,
                         job.delta_fen,
                     )
-                    return job
+                    break
                 result = rerate_chunk(
                     session,
                     rater=rater,
@@ -313,7 +322,13 @@ def run_job(
                 job.delta_fen += result.delta_fen
                 if result.last is not None:
                     job.cursor_start_epoch_s, job.cursor_id = result.last
+            progress.chunk(
+                processed=result.processed, changed=result.changed, rejected=result.rejected
+            )
+        progress.finish(DONE)  # committed
+        return job
     except Exception as exc:
+        progress.finish(FAILED)
         with sessions.begin() as session:
             job = _job(session, job_id)
             job.status, job.error = FAILED, f"{type(exc).__name__}: {exc}"[:2000]

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from service.config import ROLES, STORED_KEY_RECHECK_S, Settings, get_settings
+from service.config import LOG_FORMATS, ROLES, STORED_KEY_RECHECK_S, Settings, get_settings
 from service.usage import UsageError, check_database_url, database_errors, positive_int
 
 
@@ -19,6 +19,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = get_settings()
     if getattr(args, "tariffs", None) is not None:
         settings = settings.model_copy(update={"tariffs_dir": args.tariffs})
+    if getattr(args, "log_format", None) is not None:
+        settings = settings.model_copy(update={"log_format": args.log_format})
     return settings
 
 
@@ -86,6 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
     if workers > 1:
         # each worker process builds its own app from the same environment
         os.environ["CALLRATE_TARIFFS_DIR"] = str(settings.tariffs_dir)
+        os.environ["CALLRATE_LOG_FORMAT"] = settings.log_format
         with worker_metrics_dir(settings.prometheus_multiproc_dir) as metrics_dir:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
             uvicorn.run("service.main:create_app", factory=True, workers=workers, **options)
@@ -198,6 +201,12 @@ def add_service_commands(commands: Any) -> None:
         default=None,
         metavar="N",
         help="worker processes (default: CALLRATE_WORKERS, else 1)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="request log lines on stderr: text or json (default: CALLRATE_LOG_FORMAT, text)",
     )
     serve.set_defaults(handler=_serve)
 

@@ -15,7 +15,7 @@ metrics = Metrics()
 metrics.count_results(["rated"] * {rated} + ["rejected"])
 metrics.charged_fen.labels(call_class="local").inc({fen})
 metrics.rating_seconds.observe(0.0001)
-metrics.suspense_records.set({suspense})
+metrics.set_suspense({{"plan.missing": {suspense}}})
 """
 
 
@@ -34,10 +34,15 @@ def test_render_sums_every_worker(tmp_path: Path) -> None:
     assert 'callrate_cdrs_total{result="rejected"} 2.0' in text
     assert 'callrate_charged_fen_total{call_class="local"} 42.0' in text
     assert "callrate_rating_seconds_count 2.0" in text
-    assert "callrate_suspense_records 5.0" in text  # the most recent scrape's value
+    assert 'callrate_suspense_records{code="plan.missing"} 5.0' in text  # the latest scrape
 
 
 def test_without_a_directory_render_is_this_process(tmp_path: Path) -> None:
     metrics = Metrics()
     metrics.count_results(["duplicate"])
     assert 'callrate_cdrs_total{result="duplicate"} 1.0' in metrics.render().decode()
+
+
+def test_workers_render_no_created_series(tmp_path: Path) -> None:
+    _worker(tmp_path, rated=1, fen=1, suspense=1)
+    assert "_created" not in Metrics(multiprocess_dir=tmp_path).render().decode()

@@ -107,6 +107,7 @@ def require(role: str) -> Callable[..., Awaitable[Actor]]:
             actor = await run_in_threadpool(keys.authenticate_stored, credentials.credentials)
         if actor is None:
             raise Unauthenticated("the key is not valid")
+        request.state.role = actor.role  # for the request log line
         if not actor.may(role):
             raise Forbidden(f"role {actor.role} may not do this; it needs {role}")
         return actor

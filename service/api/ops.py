@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -69,8 +70,15 @@ def get_audit(
     },
 )
 def get_metrics(session: SessionDep, metrics: MetricsDep, actor: OpsActor) -> Response:
-    """CDRs by result, rating latency, charged fen by class, HTTP latency, suspense size."""
-    metrics.suspense_records.set(flows.suspense_size(session))
+    """CDRs by result, rating latency, charged fen by class, HTTP latency, suspense by reason,
+    re-rating progress, database availability; answers even when the database does not."""
+    try:
+        metrics.set_suspense(flows.suspense_by_code(session))
+    except SQLAlchemyError:  # the last suspense values stay; callrate_database_up says why
+        session.rollback()
+        metrics.database_up.set(0)
+    else:
+        metrics.database_up.set(1)
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -96,5 +104,7 @@ async def readyz(request: Request) -> OrjsonResponse:
         await asyncio.wait_for(run_in_threadpool(repository.ping_engine, engine), timeout_s)
     except Exception as exc:  # any failure means not ready; the class goes to the log
         log.warning("readyz: database unavailable (%s)", type(exc).__name__)
+        request.app.state.metrics.database_up.set(0)
         return database_unavailable()
+    request.app.state.metrics.database_up.set(1)
     return OrjsonResponse({"status": "ok"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, BackgroundTasks, Request
 
 from service import rerate
-from service.api.deps import AdminActor, RaterDep, SessionDep, SettingsDep
+from service.api.deps import AdminActor, MetricsDep, RaterDep, SessionDep, SettingsDep
 from service.api.schemas import RerateJobOut, RerateRequest
 from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated, error_responses
 
@@ -27,6 +27,7 @@ def start_rerate(
     session: SessionDep,
     rater: RaterDep,
     settings: SettingsDep,
+    metrics: MetricsDep,
     actor: AdminActor,
 ) -> RerateJobOut:
     """Queue a job; it runs after the response, chunk by chunk."""
@@ -39,6 +40,7 @@ def start_rerate(
         job_id=job.id,
         rater=rater,
         default_plan=settings.default_plan,
+        metrics=metrics,
     )
     return rerate.job_out(job)
 

@@ -283,12 +283,14 @@ def update_suspense_reason(
     )
 
 
-def count_open_suspense(session: Session) -> int:
-    """How many records wait in suspense."""
-    count = session.scalar(
-        select(func.count()).select_from(SuspenseRow).where(SuspenseRow.resolved_at.is_(None))
+def count_open_suspense_by_code(session: Session) -> dict[str, int]:
+    """How many records wait in suspense, per rejection reason code."""
+    rows = session.execute(
+        select(SuspenseRow.code, func.count())
+        .where(SuspenseRow.resolved_at.is_(None))
+        .group_by(SuspenseRow.code)
     )
-    return int(count or 0)
+    return {code: int(count) for code, count in rows}
 
 
 def get_cdr(session: Session, *, cdr_id: str) -> Cdr | None:

@@ -23,7 +23,7 @@ def test_metrics_have_bounded_labels_and_no_numbers(api: Api) -> None:
     assert 'callrate_cdrs_total{result="rejected"} 1.0' in text
     assert 'callrate_charged_fen_total{call_class="domestic_ld"} 126.0' in text
     assert "callrate_rating_seconds_count 2.0" in text
-    assert "callrate_suspense_records 1.0" in text
+    assert 'callrate_suspense_records{code="callee.invalid_characters"} 1.0' in text
     assert 'route="/v1/subscribers/{msisdn}"' in text
     assert "13800138000" not in text
     assert "88001234" not in text

@@ -9,10 +9,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import orjson
@@ -37,9 +37,15 @@ def _free_port() -> int:
 
 @contextmanager
 def served(
-    database_url: str, data_dir: Path, *, workers: int = 1
+    database_url: str,
+    data_dir: Path,
+    *,
+    workers: int = 1,
+    args: Sequence[str] = (),
+    stderr: IO[bytes] | int = subprocess.DEVNULL,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`callrate serve` on a free loopback port; yields the process and its base URL."""
+    """`callrate serve` (with extra `args`) on a free loopback port; yields the process and
+    its base URL."""
     port = _free_port()
     env = {
         **os.environ,
@@ -48,10 +54,10 @@ def served(
         "CALLRATE_API_KEYS": KEYS_SPEC,
     }
     process = subprocess.Popen(
-        [str(CALLRATE), "serve", "--port", str(port), "--workers", str(workers)],
+        [str(CALLRATE), "serve", "--port", str(port), "--workers", str(workers), *args],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
     )
     base = f"http://127.0.0.1:{port}"
     try:

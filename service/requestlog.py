@@ -1,0 +1,108 @@
+"""One log line per HTTP request on stderr (text by default, or JSON), and X-Request-ID.
+
+A line holds the time, the request id, method, route template, status, latency and the
+caller's role: never a concrete path, a query string, a header value or a body, so no
+subscriber's number reaches the log. A valid `X-Request-ID` from the client (1 to 128 of
+`A-Z a-z 0-9 . _ : -`) is kept, anything else is replaced by a new one; the answer echoes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.config import LOG_FORMATS
+from service.metrics import route_template
+
+HEADER = b"x-request-id"
+_VALID_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+log = logging.getLogger("callrate.request")
+
+
+class _StderrHandler(logging.Handler):
+    """Writes each record's message to the current sys.stderr (looked up per line)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(record.getMessage() + "\n")
+            sys.stderr.flush()
+        except Exception:  # logging must never break a request
+            self.handleError(record)
+
+
+def _configure() -> None:
+    if not any(isinstance(handler, _StderrHandler) for handler in log.handlers):
+        log.addHandler(_StderrHandler())
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def request_id(scope: Scope) -> str:
+    """The client's X-Request-ID when valid, else a new random one."""
+    for name, value in scope["headers"]:
+        if name == HEADER:
+            if _VALID_ID.fullmatch(value):
+                return str(value.decode("ascii"))
+            break
+    return uuid.uuid4().hex
+
+
+def format_line(log_format: str, fields: dict[str, object]) -> str:
+    """One request's line: JSON, or `time id method route status latency role=…` text."""
+    if log_format == "json":
+        return orjson.dumps(fields).decode()
+    return (
+        f"{fields['time']} {fields['request_id']} {fields['method']} {fields['route']}"
+        f" {fields['status']} {fields['latency_ms']}ms role={fields['role'] or '-'}"
+    )
+
+
+class RequestLogMiddleware:
+    """Pure ASGI middleware: request id in and out, one log line when the request ends."""
+
+    def __init__(self, app: ASGIApp, *, log_format: str = "text") -> None:
+        if log_format not in LOG_FORMATS:
+            raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
+        self.app = app
+        self.log_format = log_format
+        _configure()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; add X-Request-ID to the answer; log the outcome."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        rid = request_id(scope)
+        state = scope.setdefault("state", {})  # the auth dependency puts the role here
+        state["request_id"] = rid
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = [*message.get("headers", ()), (HEADER, rid.encode("ascii"))]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            fields: dict[str, object] = {
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "request_id": rid,
+                "method": scope["method"],
+                "route": route_template(scope),
+                "status": status,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                "role": state.get("role"),
+            }
+            log.info("%s", format_line(self.log_format, fields))
