@@ -102,7 +102,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 
 def default_profile(default_plan: str | None) -> SubscriberProfile | None:
     """The profile of a caller the registry does not know (CALLRATE_DEFAULT_PLAN), if any."""
-    return SubscriberProfile(plan=default_plan) if default_plan else None
+    return SubscriberProfile(plan=default_plan, registered=False) if default_plan else None
 
 
 def profile_of(row: Subscriber | repository.RegistryEntry) -> SubscriberProfile:
@@ -139,7 +139,7 @@ def subscriber_out(row: Subscriber) -> schemas.SubscriberOut:
     return schemas.SubscriberOut(
         msisdn=row.msisdn,
         plan=row.plan,
-        home_area=row.home_area,
+        home_area=normalize_area(row.home_area),  # rows stored before SPEC §9 hold "21"
         packages=orjson.loads(row.packages),
         updated_at=row.updated_at,
     )
