@@ -212,8 +212,10 @@ class Rater:
         charge = sum(item.amount_fen for item in items)
         words = self._phrases.get(case)
         if words is None:
+            tariff = self._tariffs[case.version]
             region_zh = self.numbering.region_names_zh.get(case.region or "")
-            words = phrases(case, self._tariffs[case.version], region_zh)
+            brand = tariff.plans[case.plan].brand
+            words = phrases(case, tariff, pricing, brand, region_zh)
             self._phrases[case] = words
         return Rating(
             charge_fen=charge,
@@ -223,7 +225,7 @@ class Rater:
             tariff=case.version,
             items=items,
             rules=rules,
-            explanation_zh=explain(words, items, rules, duration, charge),
+            explanation_zh=explain(words, items, rules, duration, charge, pricing.short_call_max_s),
         )
 
 
