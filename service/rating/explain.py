@@ -213,10 +213,16 @@ class Phrases:
     """The parts of a case's explanation that do not depend on the duration."""
 
     head: str  # tariff basis and situation, up to "通话"
-    names: dict[str, str]  # item code -> its name in this case
-    waived: tuple[str, ...]  # parts this case never pays, with their reasons
-    short_call: str  # R8's wording, for the calls it waives
-    roaming_short: str  # why a roaming call of a few seconds is still charged
+    parts: dict[str, str]  # item code -> its name and rate, up to "计"
+    reasons: str  # the parts this case never pays, with their reasons ("" if none)
+    reasons_short: str  # the same after R8 waived the LD part of a short call
+    reasons_roaming_short: str  # the same for a short roaming call, which is charged
+    short_call_max_s: int
+
+
+def _sentence(*clauses: str) -> str:
+    text = "；".join(clause for clause in clauses if clause)
+    return f"{text}。" if text else ""
 
 
 def phrases(
@@ -224,18 +230,23 @@ def phrases(
 ) -> Phrases:
     """Build once per call case; `explain` adds the duration, the items and the total."""
     seconds = tariff.structure.short_ld_free_max_s
-    fee = any(c.code == "forward_fee" for c in pricing.components)
-    local_too = any(c.short_call_free and c.code == "local" for c in pricing.components)
+    components = pricing.components
+    fee = any(c.code == "forward_fee" for c in components)
+    local_too = any(c.short_call_free and c.code == "local" for c in components)
+    names = _item_names(case)
+    waived = _waivers(case, tariff, pricing)
+    roaming = case.roaming is not Roaming.HOME and case.leg is not Leg.TERMINATING
     return Phrases(
         head=f"{basis_zh(tariff)}计费：您的{brand}号码{_situation(case, region_zh, fee)}，通话",
-        names=_item_names(case),
-        waived=tuple(_waivers(case, tariff, pricing)),
-        short_call=f"{seconds}秒以内的长途话单不收{'本地通话费和' if local_too else ''}长途费",
-        roaming_short=(
-            f"漫游时{seconds}秒以内的话单（包括长途）正常计费"
-            if case.roaming is not Roaming.HOME and case.leg is not Leg.TERMINATING
-            else ""
+        parts={c.code: f"{names[c.code]}{rate_zh(c.rate_fen, c.unit_s)}，计" for c in components},
+        reasons=_sentence(*waived),
+        reasons_short=_sentence(
+            f"{seconds}秒以内的长途话单不收{'本地通话费和' if local_too else ''}长途费", *waived
         ),
+        reasons_roaming_short=_sentence(
+            *waived, f"漫游时{seconds}秒以内的话单（包括长途）正常计费" if roaming else ""
+        ),
+        short_call_max_s=seconds,
     )
 
 
@@ -245,21 +256,21 @@ def explain(
     rules: tuple[str, ...],
     duration_s: int,
     charge_fen: int,
-    short_call_max_s: int,
 ) -> str:
     """One paragraph: basis, situation, duration, each charged part, each waiver, the total."""
     if duration_s == 0:
         return f"{words.head}未接通，不收费。合计{yuan(0)}。"
-    head = f"{words.head}{duration_zh(duration_s)}。"
     parts = "；".join(
-        f"{words.names[item.code]}{rate_zh(item.rate_fen, item.unit_s)}，"
-        f"计{units_zh(item.units, item.unit_s)}，共{yuan(item.amount_fen)}"
+        f"{words.parts[item.code]}{units_zh(item.units, item.unit_s)}，共{yuan(item.amount_fen)}"
         for item in items
     )
-    reasons = list(words.waived)
     if "R8" in rules:
-        reasons.insert(0, words.short_call)
-    elif words.roaming_short and duration_s <= short_call_max_s and items:
-        reasons.append(words.roaming_short)
-    body = "".join(f"{text}。" for text in (parts, "；".join(reasons)) if text)
-    return f"{head}{body}合计{yuan(charge_fen)}。"
+        reasons = words.reasons_short
+    elif duration_s <= words.short_call_max_s and items:
+        reasons = words.reasons_roaming_short
+    else:
+        reasons = words.reasons
+    return (
+        f"{words.head}{duration_zh(duration_s)}。{parts}{'。' if parts else ''}"
+        f"{reasons}合计{yuan(charge_fen)}。"
+    )

@@ -225,7 +225,7 @@ class Rater:
             tariff=case.version,
             items=items,
             rules=rules,
-            explanation_zh=explain(words, items, rules, duration, charge, pricing.short_call_max_s),
+            explanation_zh=explain(words, items, rules, duration, charge),
         )
 
 
