@@ -487,7 +487,7 @@ def test_kernels_run_where_no_jit_cache_can_be_written() -> None:
 
 
 def decision_rows() -> list[dict[str, Any]]:
-    """Every combination that the SPEC §9 decisions turn on (about 9,000 rows): callers in and
+    """Every combination that the SPEC §9 decisions turn on (3,600 rows): callers in and
     outside China Mobile, IP prefixes before local / LD / foreign / satellite / service
     numbers, a `+` after a prefix, forwarded legs to on-net, off-net and service numbers,
     ld_night windows, visited areas with and without the trunk 0, both timestamp separators,

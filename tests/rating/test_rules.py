@@ -1732,20 +1732,28 @@ def test_zero_seconds_costs_nothing_but_is_classified(rater: Rater) -> None:
 @pytest.mark.parametrize(
     ("overrides", "code"),
     [
-        (
+        pytest.param(
             {"callee": "1259300870773112345", "visited_area": "021"},
             "callee.no_rate_12593_foreign_national_roaming",
+            id="satellite via 12593 roaming nationally",
         ),
-        ({"caller": "18612345678"}, "caller.not_china_mobile"),
-        ({"caller": "+86" + BEIJING_OTHER}, "caller.not_china_mobile"),
-        ({"callee": "17951+8613800138000"}, "callee.invalid_characters"),
-        ({"callee": "12593+85223456789"}, "callee.invalid_characters"),
-        ({"callee": "0+85223456789"}, "callee.invalid_characters"),
-        ({"callee": "02188+001234"}, "callee.invalid_characters"),
-        ({"callee": "0085223456789+"}, "callee.invalid_characters"),
-        ({"visited_area": "0852"}, "visited_area.international_roaming"),
+        pytest.param({"caller": "18612345678"}, "caller.not_china_mobile", id="caller 186"),
+        pytest.param(
+            {"caller": "+86" + BEIJING_OTHER}, "caller.not_china_mobile", id="caller +86 130"
+        ),
+        pytest.param(
+            {"callee": "17951+8613800138000"}, "callee.invalid_characters", id="+ after 17951"
+        ),
+        pytest.param(
+            {"callee": "12593+85223456789"}, "callee.invalid_characters", id="+ after 12593"
+        ),
+        pytest.param({"callee": "0+85223456789"}, "callee.invalid_characters", id="+ after 0"),
+        pytest.param({"callee": "02188+001234"}, "callee.invalid_characters", id="+ inside"),
+        pytest.param({"callee": "0085223456789+"}, "callee.invalid_characters", id="+ last"),
+        pytest.param(
+            {"visited_area": "0852"}, "visited_area.international_roaming", id="visited 0852"
+        ),
     ],
-    ids=lambda value: value if isinstance(value, str) else None,
 )
 def test_spec_9_rejections(rater: Rater, overrides: dict[str, Any], code: str) -> None:
     request = _request({"callee": "02188001234", "duration_s": 60, **overrides})
