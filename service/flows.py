@@ -103,7 +103,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 
 def default_profile(default_plan: str | None) -> SubscriberProfile | None:
     """The profile of a caller the registry does not know (CALLRATE_DEFAULT_PLAN), if any."""
-    return SubscriberProfile(plan=default_plan) if default_plan else None
+    return SubscriberProfile(plan=default_plan, registered=False) if default_plan else None
 
 
 def profile_of(row: Subscriber | repository.RegistryEntry) -> SubscriberProfile:
@@ -135,14 +135,9 @@ def stored_rating_out(row: RatingRow) -> schemas.StoredRating:
     )
 
 
-def dialing_area(code: str | None) -> str | None:
-    """An area code as stored and rated ("21") -> as dialed and shown ("021")."""
-    return None if code is None else "0" + code
-
-
 def home_area_of(rater: Rater, msisdn: str, registered: str | None) -> str | None:
     """The home area rating uses: the registry's, else the number range's (dialing form)."""
-    return dialing_area(registered or rater.home_area(msisdn))
+    return normalize_area(registered or rater.home_area(msisdn))  # rows stored before §9: "21"
 
 
 def subscriber_out(row: Subscriber, rater: Rater) -> schemas.SubscriberOut:

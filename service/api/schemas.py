@@ -129,7 +129,11 @@ class SubscriberIn(BaseModel):
     """A registry entry (SPEC §3.2)."""
 
     plan: str = Field(examples=["gotone"])
-    home_area: str | None = Field(default=None, description="area code; default: number range")
+    home_area: str | None = Field(
+        default=None,
+        examples=["021"],
+        description='area code in dialing form ("21" is taken as "021"); default: number range',
+    )
     packages: list[str] = Field(default_factory=list, examples=[["ld_night"]])
 
 

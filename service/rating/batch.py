@@ -433,7 +433,7 @@ class BatchRater:
         if not subscribers and default_plan in self._default_profiles:
             return self._default_profiles[default_plan]
         rows: list[SubscriberProfile | None] = [
-            SubscriberProfile(default_plan) if default_plan else None
+            SubscriberProfile(default_plan, registered=False) if default_plan else None
         ]
         numbers = sorted(
             (int(m), m)
@@ -471,6 +471,7 @@ class BatchRater:
                     dtype=np.bool_,
                 )
             ),
+            registered=_frozen(np.array([p is not None and p.registered for p in rows], np.bool_)),
         )
         if not subscribers:
             self._default_profiles[default_plan] = profiles

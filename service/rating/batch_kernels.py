@@ -91,6 +91,7 @@ REASONS = (
     "callee.unknown_country_code",
     "callee.unassigned_nanp_area",
     "callee.invalid_foreign_length",
+    "caller.not_china_mobile",
 )
 (
     ID_INVALID,
@@ -124,6 +125,7 @@ REASONS = (
     CALLEE_UNKNOWN_COUNTRY,
     CALLEE_UNASSIGNED_NANP,
     CALLEE_FOREIGN_LENGTH,
+    CALLER_NOT_CHINA_MOBILE,
 ) = range(len(REASONS))
 OK = -1
 
@@ -280,6 +282,7 @@ class Profiles(NamedTuple):
     home: I64  # area index, -2 from the number range (no home_area)
     package_bits: I64
     package_unknown: Bools
+    registered: Bools  # the registry holds the number (row 0 never)
 
 
 class Prices(NamedTuple):
@@ -678,6 +681,8 @@ def _classify_callee(data: U8, start: int, end: int, t: Tables, lim: Limits) -> 
             break
     international = -1
     if _byte(data, start) == _PLUS:
+        if dial != DIRECT:  # `+` only as the first character
+            return _rejected(CALLEE_INVALID_CHARACTERS)
         international = start + 1
         if not _all_digits(data, international, end):
             return _rejected(CALLEE_INVALID_CHARACTERS)
@@ -898,12 +903,15 @@ def _case_of(
     if package_unknown or (package_bits & ~t.version_package_bits[version]) != 0:
         return _reject(PACKAGES_UNKNOWN)
     home = profiles.home[profile]
+    prefix = _number(columns.caller.data, national, lim.mobile_prefix_digits)
+    slot = prefix - lim.mobile_prefix_first
+    in_plan = 0 <= slot < len(t.mobile_area)
     if home == -2:  # NumberingPlan.mobile
-        prefix = _number(columns.caller.data, national, lim.mobile_prefix_digits)
-        slot = prefix - lim.mobile_prefix_first
-        home = _entry(t.mobile_area, slot) if 0 <= slot < len(t.mobile_area) else lim.no_index
+        home = _entry(t.mobile_area, slot) if in_plan else lim.no_index
     if home == lim.no_index:
         return _reject(CALLER_UNKNOWN_RANGE)
+    if not profiles.registered[profile] and not (in_plan and _entry(t.mobile_cmcc, slot) != 0):
+        return _reject(CALLER_NOT_CHINA_MOBILE)
     visited = lim.no_index
     if roaming_given:
         visited = _visited_index(columns.visited_area.data, visited_start, visited_end, t, lim)
@@ -931,7 +939,8 @@ def _case_of(
         return _reject(reason)
     if area == lim.no_index:
         area = current
-    if special:
+    forwarded = leg == FORWARDED
+    if special and not forwarded:
         destination = SPECIAL
     elif foreign >= 0:
         destination = foreign
@@ -939,8 +948,7 @@ def _case_of(
         destination = LOCAL if area == current else DOMESTIC_LD
     second = (epoch + t.tariff_offset_s[version]) % SECONDS_PER_DAY
     domestic_ld = destination == DOMESTIC_LD
-    forwarded = leg == FORWARDED
-    domestic_target = foreign < 0 and not special
+    domestic_target = foreign < 0  # a forwarded-to service number is a number of its area
     flags = 0
     busy = _in_window(second, t.busy_from[version], t.busy_until[version])
     if dial == IP12593 and domestic_ld and busy:

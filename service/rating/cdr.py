@@ -47,7 +47,7 @@ class CallRecord:
     duration_s: int
     leg: Leg
     forward_kind: ForwardKind | None
-    visited_area: str | None  # area code without the trunk 0
+    visited_area: str | None  # area code in dialing form, e.g. "021"
     plan: str | None
     packages: tuple[str, ...] | None
 
@@ -126,7 +126,7 @@ def _leg(raw: Mapping[str, Any]) -> tuple[Leg, ForwardKind | None]:
 
 
 def normalize_area(value: object) -> str | None:
-    """An area code such as "021" or "21" -> "21"; None when absent (not roaming)."""
+    """An area code such as "021" or "21" -> dialing form "021"; None when absent."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
@@ -137,7 +137,7 @@ def normalize_area(value: object) -> str | None:
     code = code.removeprefix("0")
     if not (code.isascii() and code.isdigit()) or not 2 <= len(code) <= 3:
         raise Rejected("visited_area.invalid")
-    return code
+    return "0" + code
 
 
 def _plan(value: object) -> str | None:

@@ -72,6 +72,8 @@ def classify_callee(callee: str, numbering: NumberingPlan) -> Target:
         dial, rest = IP_PREFIXES[rest[:IP_PREFIX_LEN]], rest[IP_PREFIX_LEN:]
     international: str | None = None
     if rest.startswith("+"):
+        if dial is not Dial.DIRECT:  # `+` only as the first character (SPEC §9)
+            raise Rejected("callee.invalid_characters")
         international = rest[1:]
         if not is_ascii_digits(international):
             raise Rejected("callee.invalid_characters")
@@ -168,8 +170,8 @@ def _foreign(dial: Dial, digits: str, numbering: NumberingPlan) -> Target:
 
 
 def visited_area_index(visited: str, numbering: NumberingPlan) -> int:
-    """Area index of a visited area code (trunk 0 already stripped)."""
-    if visited in HMT_CODES:
+    """Area index of a visited area code in dialing form ("021")."""
+    if visited.removeprefix("0") in HMT_CODES:
         raise Rejected("visited_area.international_roaming")
     area = numbering.area_index(visited)
     if area == NO_INDEX:

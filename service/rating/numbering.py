@@ -58,11 +58,16 @@ class NumberingPlan:
     region_names_zh: dict[str, str]  # ISO region -> Chinese name, for explanations
 
     def area_index(self, area_code: str) -> int:
-        """Index of an area code written without the trunk 0, or NO_INDEX."""
+        """Index of an area code in dialing form ("021") or without the trunk 0, or NO_INDEX."""
+        area_code = area_code.removeprefix("0")
         if not area_code.isdigit() or len(area_code) != area_code_length(area_code):
             return NO_INDEX
         index = int(self.area_by_digits[int(area_code.ljust(3, "0"))])
         return index if index != NO_INDEX and self.area_codes[index] == area_code else NO_INDEX
+
+    def dialing_code(self, area: int) -> str:
+        """An area code in dialing form, with its trunk 0 ("021")."""
+        return "0" + self.area_codes[area]
 
     def mobile(self, national: str) -> tuple[int, bool]:
         """(area index or NO_INDEX, is China Mobile) of an 11-digit mobile number."""

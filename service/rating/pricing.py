@@ -189,8 +189,9 @@ def _originating(tariff: Tariff, plan: Plan, case: CallCase) -> list[Component] 
     foreign = destination in FOREIGN
     # R8: only at home is the LD part of a short call free.
     short_free = at_home and destination is not Destination.LOCAL
-    if destination is Destination.LOCAL and (at_home or dial is not Dial.IP12593):
-        # An IP prefix in front of a local number changes nothing: R1 at home, R11 roaming.
+    if destination is Destination.LOCAL:
+        # An IP prefix (17951 or 12593) in front of a number local to where the caller is
+        # changes nothing: R1 at home, R11 roaming; R4 / R6 price domestic LD only (SPEC §9).
         return [_local(plan) if at_home else _roam_call(plan)]
     if not foreign and dial is not Dial.IP12593 and not at_home:
         return [_roam_call(plan)]  # R11: the roaming fee includes domestic LD (75号)

@@ -10,6 +10,9 @@ REASONS: dict[str, str] = {
     "caller.missing": "caller is required",
     "caller.invalid": "caller must be an 11-digit mobile number, optionally +86/86/0086 prefixed",
     "caller.unknown_number_range": "caller's number range is not in the numbering plan",
+    "caller.not_china_mobile": (
+        "caller is not a China Mobile number and not in the subscriber registry"
+    ),
     "callee.missing": "callee is required",
     "callee.empty": "callee is empty",
     "callee.invalid_characters": "callee may hold only digits and one leading '+'",

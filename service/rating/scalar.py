@@ -38,8 +38,9 @@ class SubscriberProfile:
     """What the registry knows of a subscriber; a CDR's own plan/packages override it."""
 
     plan: str
-    home_area: str | None = None  # area code without the trunk 0; None = from number range
+    home_area: str | None = None  # area code ("021"); None = from number range
     packages: tuple[str, ...] = ()
+    registered: bool = True  # False: a default plan for a caller the registry does not hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +108,9 @@ class Rater:
         return pricing
 
     def home_area(self, msisdn: str) -> str | None:
-        """Area code (no trunk 0) of a mobile number's range, if the plan knows it."""
+        """Area code ("021") of a mobile number's range, if the plan knows it."""
         area, _ = self.numbering.mobile(msisdn)
-        return None if area == NO_INDEX else self.numbering.area_codes[area]
+        return None if area == NO_INDEX else self.numbering.dialing_code(area)
 
     def rate_raw(
         self,
@@ -144,6 +145,8 @@ class Rater:
         home = numbering.area_index(home_code) if home_code else numbering.mobile(call.caller)[0]
         if home == NO_INDEX:
             raise Rejected("caller.unknown_number_range")
+        if not (subscriber and subscriber.registered) and not numbering.mobile(call.caller)[1]:
+            raise Rejected("caller.not_china_mobile")  # the registry may hold it (SPEC §9)
         visited = (
             None if call.visited_area is None else visited_area_index(call.visited_area, numbering)
         )
@@ -154,7 +157,8 @@ class Rater:
             return _case(tariff, plan, call, Dial.DIRECT, None, None, roaming)
         target = classify_callee(call.callee, numbering)
         area = current if target.area == NO_INDEX else target.area
-        if target.special:
+        forwarded = call.leg is Leg.FORWARDED
+        if target.special and not forwarded:
             destination = Destination.SPECIAL
         elif target.foreign is not None:
             destination = target.foreign
@@ -163,8 +167,8 @@ class Rater:
         second = tariff.local_second_of_day(call.start_epoch_s)
         domestic_ld = destination is Destination.DOMESTIC_LD
         night = tariff.packages.get(NIGHT_PACKAGE)
-        forwarded = call.leg is Leg.FORWARDED
-        domestic_target = target.foreign is None and not target.special
+        # A forwarded-to service number is an off-net number of its area (SPEC §9).
+        domestic_target = target.foreign is None
         return _case(
             tariff,
             plan,
@@ -208,8 +212,10 @@ class Rater:
         charge = sum(item.amount_fen for item in items)
         words = self._phrases.get(case)
         if words is None:
+            tariff = self._tariffs[case.version]
             region_zh = self.numbering.region_names_zh.get(case.region or "")
-            words = phrases(case, self._tariffs[case.version], region_zh)
+            brand = tariff.plans[case.plan].brand
+            words = phrases(case, tariff, pricing, brand, region_zh)
             self._phrases[case] = words
         return Rating(
             charge_fen=charge,

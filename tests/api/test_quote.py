@@ -59,6 +59,22 @@ def test_quote_uses_registry_when_request_names_no_plan(api: Api) -> None:
     assert quoted.json()["charge_fen"] == 180  # per-minute plan: 3 min x 60
 
 
+def test_quote_spec_9_caller_area_and_timestamp_forms(api: Api) -> None:
+    outside = {**REQUEST, "caller": "13000101234", "start": "2010-03-01 10:00:00+08:00"}
+    refused = api.post("/v1/quote", role="agent", json=outside)
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "caller.not_china_mobile"
+    # The registry may hold a number outside China Mobile; "21" is stored and shown as "021".
+    body = {"plan": "gotone", "home_area": "21"}
+    stored = api.put("/v1/subscribers/13000101234", role="admin", json=body).json()
+    assert stored["home_area"] == "021"
+    assert api.get("/v1/subscribers/13000101234", role="agent").json()["home_area"] == "021"
+    quoted = api.post("/v1/quote", role="agent", json={**outside, "visited_area": "21"})
+    assert quoted.status_code == 200, quoted.json()
+    assert (quoted.json()["call_class"], quoted.json()["roaming"]) == ("local", "home")
+    assert quoted.json()["charge_fen"] == 120  # R1 gotone: 3 min x 40
+
+
 @pytest.mark.parametrize(
     ("role", "status"), [(None, 401), ("switch", 403), ("ops", 403), ("agent", 200)]
 )

@@ -80,7 +80,7 @@ def test_default_plan_rates_unregistered_callers(api: Api) -> None:
 def test_subscriber_registry_roundtrip_and_audit(api: Api) -> None:
     body = {"plan": "gotone", "home_area": "021", "packages": ["ld_night"]}
     stored = api.put("/v1/subscribers/13800138000", role="admin", json=body).json()
-    assert stored["home_area"] == "021"
+    assert stored["home_area"] == "021"  # dialing form (SPEC §9)
     assert stored["packages"] == ["ld_night"]
     read = api.get("/v1/subscribers/13800138000", role="agent")
     assert read.status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -153,10 +154,13 @@ def test_registry_profiles_and_default_plan_match_the_per_call_path(rater: Rater
         "13900139000": SubscriberProfile("mzone", home_area="21"),
         "13700137000": SubscriberProfile("nonexistent"),
         "13600136000": SubscriberProfile("gotone", home_area="999999"),
+        "13000101234": SubscriberProfile("gotone"),  # outside China Mobile, held by the registry
+        "13000111234": SubscriberProfile("gotone", home_area="021", registered=False),
+        "13800138001": SubscriberProfile("mzone", home_area="0755"),
     }
     rows = [
         {"caller": caller, "callee": callee, "start": start, "duration_s": 95, **extra}
-        for caller in [*subscribers, "+8613500135000", "13500135000"]
+        for caller in [*subscribers, "+8613500135000", "13500135000", "18612345678"]
         for callee in ("02188001234", "01088001234", "88001234")
         for start in ("2010-03-01T23:30:00+08:00", "2009-03-01T10:00:00Z")
         for extra in ({}, {"plan": "gotone"}, {"packages": []}, {"visited_area": "021"})
@@ -168,7 +172,7 @@ def test_registry_profiles_and_default_plan_match_the_per_call_path(rater: Rater
         for raw in table.to_pylist():
             number = raw["caller"].removeprefix("+86")
             profile = subscribers.get(number) or (
-                SubscriberProfile(default_plan) if default_plan else None
+                SubscriberProfile(default_plan, registered=False) if default_plan else None
             )
             expected.append(scalar_outcome(rater, raw, profile))
         assert batch_outcomes(rated) == expected
@@ -237,6 +241,11 @@ CALLEES = st.one_of(
                 "1795100",
                 "12593+",
                 "17951+86",
+                "1795101088",
+                "1259302188",
+                "179510087077",
+                "12593008816",
+                "12593+852",
             ]
         ),
         DIGITS,
@@ -250,7 +259,9 @@ CALLERS = st.one_of(
         st.sampled_from(["", "+86", "86", "0086", "+", "1380013", "1", "8613"]),
         DIGITS,
     ),
-    st.sampled_from(["13800138000", "+8613800138000", "0086139001390000", "1380013800a"]),
+    st.sampled_from(
+        ["13800138000", "+8613800138000", "0086139001390000", "1380013800a", "18612345678"]
+    ),
     st.none(),
 )
 STARTS = st.one_of(
@@ -273,7 +284,10 @@ STARTS = st.one_of(
 )
 VISITED = st.one_of(
     st.sampled_from(
-        ["", "0", "021", "21", "20", "852", "+852", "00852", "0999", "0123", "10", "010", "0755"]
+        [
+            *("", "0", "021", "21", "20", "852", "+852", "00852", "0999", "0123", "10", "010"),
+            *("0755", "755", "0852", "000"),
+        ]
     ),
     st.text(alphabet="0123456789+a", max_size=5),
     st.none(),
@@ -470,3 +484,80 @@ def test_kernels_run_where_no_jit_cache_can_be_written() -> None:
         check=True,
     )
     assert out.stdout.strip() == "4"
+
+
+def decision_rows() -> list[dict[str, Any]]:
+    """Every combination that the SPEC §9 decisions turn on (3,600 rows): callers in and
+    outside China Mobile, IP prefixes before local / LD / foreign / satellite / service
+    numbers, a `+` after a prefix, forwarded legs to on-net, off-net and service numbers,
+    ld_night windows, visited areas with and without the trunk 0, both timestamp separators,
+    both tariff versions, and 0 to 4 s and longer durations."""
+    callers = ["13800138000", "+8613411150000", "18612345678", "13000101234"]
+    callees = [
+        *(f"{p}{n}" for p in ("", "17951", "12593") for n in ("01088001234", "88001234")),
+        *(f"{p}{n}" for p in ("", "17951", "12593") for n in ("02188001234", "075588001234")),
+        *(f"{p}{n}" for p in ("", "17951", "12593") for n in ("00870773112345", "+85223456789")),
+        "10086",
+        "01010086",
+        "13901234567",
+        "13000101234",
+        "13402001234",
+        "0085223456789",
+        "17951+8613800138000",
+    ]
+    legs: list[dict[str, Any]] = [
+        {},
+        {"type": "forwarded", "forward_kind": "unconditional"},
+        {"type": "forwarded", "forward_kind": "conditional"},
+    ]
+    starts = ["2010-03-01 23:30:00", "2010-03-01T10:00:00+08:00", "2009-06-01 23:30:00+08:00"]
+    rows = []
+    for index, (caller, callee, leg, visited, start) in enumerate(
+        itertools.product(callers, callees, legs, (None, "21", "020", "0755"), starts)
+    ):
+        rows.append(
+            {
+                "caller": caller,
+                "callee": callee,
+                "start": start,
+                "duration_s": (0, 2, 3, 4, 61, 125)[index % 6],
+                "visited_area": visited,
+                "plan": None if index % 5 == 0 else ("gotone", "easyown_easy", "mzone")[index % 3],
+                "packages": ["ld_night"] if index % 2 else None,
+                **leg,
+            }
+        )
+    return rows
+
+
+def test_spec_9_decisions_rate_identically_both_ways(rater: Rater, batch_rater: BatchRater) -> None:
+    table = pa.Table.from_pylist(decision_rows(), schema=SCHEMA)
+    rated = batch_rater.rate(table)
+    outcomes = batch_outcomes(rated)
+    reasons = {o[4] for o in outcomes}
+    assert {"caller.not_china_mobile", "callee.invalid_characters", "plan.missing"} <= reasons
+    assert {(o[1], o[2]) for o in outcomes} >= {
+        ("local", "17951"),
+        ("local", "12593"),
+        ("satellite", "17951"),
+        ("satellite", "12593"),
+        ("forward", "direct"),
+    }
+    assert_same(rater, table, rated)
+    # The registry holds two numbers outside China Mobile; a default plan holds none.
+    subscribers = {
+        "18612345678": SubscriberProfile("mzone", packages=("ld_night",)),
+        "13000101234": SubscriberProfile("gotone", home_area="21"),
+    }
+    for default_plan in (None, "easyown"):
+        registry_rated = batch_rater.rate(table, subscribers=subscribers, default_plan=default_plan)
+        fallback = SubscriberProfile(default_plan, registered=False) if default_plan else None
+        expected = [
+            scalar_outcome(
+                rater,
+                raw,
+                subscribers.get(raw["caller"].removeprefix("+86"), fallback),
+            )
+            for raw in table.to_pylist()
+        ]
+        assert batch_outcomes(registry_rated) == expected

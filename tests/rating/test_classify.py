@@ -52,6 +52,8 @@ CLASSIFIED = [
     ("120", "special", "direct"),
     ("122", "special", "direct"),
     ("10086", "special", "direct"),
+    ("1259310086", "special", "12593"),  # SPEC §9: free; dial reports the prefix
+    ("17951110", "special", "17951"),
     ("12315", "special", "direct"),
     ("95588", "special", "direct"),
     ("02110086", "domestic_ld", "direct"),  # area code + service number

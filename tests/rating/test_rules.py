@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from service.rating.rejections import Rejected
-from service.rating.scalar import Rater
+from service.rating.scalar import Rater, SubscriberProfile
 
 BEIJING = "13800138000"
 GUANGZHOU = "13411150000"
@@ -175,7 +175,7 @@ CASES: list[tuple[str, dict[str, Any], int, str, str, str, set[str]]] = [
     # R5 17951 foreign, by tier
     (
         "R5 HMT",
-        {"callee": "17951+85223456789", "duration_s": 61},
+        {"callee": "179510085223456789", "duration_s": 61},
         300,
         "hmt",
         "17951",
@@ -238,7 +238,7 @@ CASES: list[tuple[str, dict[str, Any], int, str, str, str, set[str]]] = [
     ),
     (
         "R5 Jersey counts as GB",
-        {"callee": "17951+441534123456", "duration_s": 60},
+        {"callee": "1795100441534123456", "duration_s": 60},
         360,
         "international",
         "17951",
@@ -256,7 +256,7 @@ CASES: list[tuple[str, dict[str, Any], int, str, str, str, set[str]]] = [
     ),
     (
         "R5 satellite is other",
-        {"callee": "17951+870773112345", "duration_s": 60},
+        {"callee": "1795100870773112345", "duration_s": 60},
         460,
         "satellite",
         "17951",
@@ -404,7 +404,7 @@ CASES: list[tuple[str, dict[str, Any], int, str, str, str, set[str]]] = [
     ),
     (
         "R7 home B2 Russia",
-        {"callee": "12593+74951234567", "duration_s": 60},
+        {"callee": "125930074951234567", "duration_s": 60},
         200,
         "international",
         "12593",
@@ -413,7 +413,7 @@ CASES: list[tuple[str, dict[str, Any], int, str, str, str, set[str]]] = [
     ),
     (
         "R7 home Kazakhstan other",
-        {"callee": "12593+77011234567", "duration_s": 60},
+        {"callee": "125930077011234567", "duration_s": 60},
         460,
         "international",
         "12593",
@@ -1301,6 +1301,375 @@ CASES: list[tuple[str, dict[str, Any], int, str, str, str, set[str]]] = [
 ]
 
 
+NIGHT = "2010-03-01T23:30:00+08:00"
+NIGHT_2009 = "2009-06-01T23:30:00+08:00"
+SHANGHAI_CMCC = "13402001234"  # a China Mobile mobile number of Shanghai (021)
+BEIJING_OTHER = "13000101234"  # a Beijing mobile number outside China Mobile's ranges
+UNCONDITIONAL = {"type": "forwarded", "forward_kind": "unconditional"}
+CONDITIONAL = {"type": "forwarded", "forward_kind": "conditional"}
+
+# SPEC §9 decisions where the seeds are silent; docs/decisions.md names these rows.
+DECISIONS: list[tuple[str, dict[str, Any], int, str, str, str, set[str]]] = [
+    # An IP prefix before a number local to where the caller is changes nothing.
+    *(
+        (
+            f"ip-local {prefix} {version} home",
+            {"callee": f"{prefix}01088001234", "duration_s": 61, "start": start},
+            80,
+            "local",
+            prefix,
+            "home",
+            {"R1"},
+        )
+        for prefix in ("17951", "12593")
+        for version, start in (("2010", BUSY), ("2009", Y2009))
+    ),
+    *(
+        (
+            f"ip-local {prefix} bare number {version} home",
+            {"callee": f"{prefix}88001234", "duration_s": 120, "start": start, "plan": "mzone"},
+            40,
+            "local",
+            prefix,
+            "home",
+            {"R1"},
+        )
+        for prefix in ("17951", "12593")
+        for version, start in (("2010", IDLE), ("2009", Y2009))
+    ),
+    *(
+        (
+            f"ip-local {prefix} {version} national roaming",
+            {
+                "callee": f"{prefix}02188001234",
+                "duration_s": 61,
+                "start": start,
+                "visited_area": "021",
+            },
+            120,
+            "local",
+            prefix,
+            "national",
+            {"R11"},
+        )
+        for prefix in ("17951", "12593")
+        for version, start in (("2010", BUSY), ("2009", Y2009))
+    ),
+    *(
+        (
+            f"ip-local {prefix} {version} in-province roaming",
+            {
+                "caller": GUANGZHOU,
+                "visited_area": "0755",
+                "callee": f"{prefix}075588001234",
+                "duration_s": 61,
+                "start": start,
+            },
+            120,
+            "local",
+            prefix,
+            "in_province",
+            {"R11"},
+        )
+        for prefix in ("17951", "12593")
+        for version, start in (("2010", IDLE), ("2009", Y2009))
+    ),
+    # Satellite via 17951 / 12593: the "others" rate of R5 / R7.
+    (
+        "satellite 17951 home 2010: R5 others",
+        {"callee": "1795100870773112345", "duration_s": 61},
+        920,
+        "satellite",
+        "17951",
+        "home",
+        {"R5"},
+    ),
+    (
+        "satellite 17951 +881 national roaming 2010: R5 others",
+        {"callee": "17951008816312345678", "duration_s": 61, "visited_area": "021"},
+        920,
+        "satellite",
+        "17951",
+        "national",
+        {"R5"},
+    ),
+    (
+        "satellite 17951 home 2009: local + R5 others",
+        {"callee": "1795100870773112345", "duration_s": 61, "start": Y2009},
+        80 + 920,
+        "satellite",
+        "17951",
+        "home",
+        {"R1", "R5"},
+    ),
+    (
+        "satellite 12593 home: R7 others",
+        {"callee": "1259300870773112345", "duration_s": 61},
+        920,
+        "satellite",
+        "12593",
+        "home",
+        {"R7"},
+    ),
+    (
+        "satellite 12593 in-province roaming: R7 others",
+        {
+            "caller": GUANGZHOU,
+            "visited_area": "0755",
+            "callee": "1259300870773112345",
+            "duration_s": 61,
+            "start": Y2009,
+        },
+        1040,
+        "satellite",
+        "12593",
+        "in_province",
+        {"R7"},
+    ),
+    # ld_night: originating direct domestic LD at home only.
+    (
+        "ld_night direct LD at home is free",
+        {"callee": "02188001234", "duration_s": 600, "start": NIGHT, "packages": ["ld_night"]},
+        0,
+        "domestic_ld",
+        "direct",
+        "home",
+        {"R10"},
+    ),
+    (
+        "ld_night not on a forwarded leg's LD part 2010",
+        {
+            **UNCONDITIONAL,
+            "callee": "02188001234",
+            "duration_s": 61,
+            "start": NIGHT,
+            "packages": ["ld_night"],
+        },
+        66,
+        "forward",
+        "direct",
+        "home",
+        {"R2"},
+    ),
+    (
+        "ld_night not on a forwarded leg's LD part 2009",
+        {
+            **UNCONDITIONAL,
+            "callee": "02188001234",
+            "duration_s": 61,
+            "start": NIGHT_2009,
+            "packages": ["ld_night"],
+        },
+        40 + 77,
+        "forward",
+        "direct",
+        "home",
+        {"R15", "R2"},
+    ),
+    (
+        "ld_night not on 17951",
+        {"callee": "1795102188001234", "duration_s": 61, "start": NIGHT, "packages": ["ld_night"]},
+        60,
+        "domestic_ld",
+        "17951",
+        "home",
+        {"R4"},
+    ),
+    (
+        "ld_night not on 12593",
+        {"callee": "1259302188001234", "duration_s": 61, "start": NIGHT, "packages": ["ld_night"]},
+        30,
+        "domestic_ld",
+        "12593",
+        "home",
+        {"R6"},
+    ),
+    (
+        "ld_night not while roaming",
+        {
+            "callee": "01088001234",
+            "duration_s": 61,
+            "start": NIGHT,
+            "packages": ["ld_night"],
+            "visited_area": "021",
+        },
+        120,
+        "domestic_ld",
+        "direct",
+        "national",
+        {"R11"},
+    ),
+    # "China Mobile number" for the forwarding fee: a mobile in a China Mobile range.
+    (
+        "forwarding fee to a China Mobile mobile: 10",
+        {**UNCONDITIONAL, "callee": "13901234567", "duration_s": 61},
+        20,
+        "forward",
+        "direct",
+        "home",
+        {"R15"},
+    ),
+    (
+        "forwarding fee to another network's mobile: 20",
+        {**UNCONDITIONAL, "callee": BEIJING_OTHER, "duration_s": 61},
+        40,
+        "forward",
+        "direct",
+        "home",
+        {"R15"},
+    ),
+    (
+        "forwarding fee to a fixed line: 20",
+        {**UNCONDITIONAL, "callee": "88001234", "duration_s": 61},
+        40,
+        "forward",
+        "direct",
+        "home",
+        {"R15"},
+    ),
+    (
+        "forwarding fee to 010+10086: 20",
+        {**UNCONDITIONAL, "callee": "01010086", "duration_s": 61},
+        40,
+        "forward",
+        "direct",
+        "home",
+        {"R15"},
+    ),
+    (
+        "forwarding fee to a bare service number: 20",
+        {**CONDITIONAL, "callee": "10086", "duration_s": 61},
+        40,
+        "forward",
+        "direct",
+        "home",
+        {"R15"},
+    ),
+    (
+        "forwarding fee 2009 to another area's China Mobile mobile: 10 + LD",
+        {**UNCONDITIONAL, "callee": SHANGHAI_CMCC, "duration_s": 61, "start": Y2009},
+        20 + 77,
+        "forward",
+        "direct",
+        "home",
+        {"R15", "R2"},
+    ),
+    # A forwarded leg of 3 s or less: R8 waives only the LD part.
+    (
+        "short forward 2010 LD part waived",
+        {**UNCONDITIONAL, "callee": "02188001234", "duration_s": 3},
+        0,
+        "forward",
+        "direct",
+        "home",
+        {"R8"},
+    ),
+    (
+        "short forward 2010 home-area fee stays",
+        {**UNCONDITIONAL, "callee": "88001234", "duration_s": 3},
+        20,
+        "forward",
+        "direct",
+        "home",
+        {"R15"},
+    ),
+    (
+        "short forward 2009 fee stays, LD waived",
+        {**UNCONDITIONAL, "callee": "02188001234", "duration_s": 3, "start": Y2009},
+        20,
+        "forward",
+        "direct",
+        "home",
+        {"R15", "R8"},
+    ),
+    (
+        "short forward 2009 to a China Mobile mobile elsewhere: 10",
+        {**CONDITIONAL, "callee": SHANGHAI_CMCC, "duration_s": 2, "start": Y2009},
+        10,
+        "forward",
+        "direct",
+        "home",
+        {"R15", "R8"},
+    ),
+    (
+        "short forward 2009 abroad fee stays",
+        {**UNCONDITIONAL, "callee": "0085223456789", "duration_s": 3, "start": Y2009},
+        20,
+        "forward",
+        "direct",
+        "home",
+        {"R15", "R8"},
+    ),
+    # The billed subscriber: the registry may hold a number outside China Mobile.
+    (
+        "caller with a China Mobile number",
+        {"caller": "+8613402001234", "callee": "02188001234", "duration_s": 61},
+        80,
+        "local",
+        "direct",
+        "home",
+        {"R1"},
+    ),
+    # Area codes in dialing form; "21" means "021".
+    (
+        "visited area 21 is 021",
+        {"callee": "02188001234", "duration_s": 61, "visited_area": "21"},
+        120,
+        "local",
+        "direct",
+        "national",
+        {"R11"},
+    ),
+    (
+        "visited area 755 is 0755",
+        {"caller": GUANGZHOU, "callee": "88001234", "duration_s": 61, "visited_area": "755"},
+        120,
+        "local",
+        "direct",
+        "in_province",
+        {"R11"},
+    ),
+    # NANP non-geographic codes: the region phonenumbers gives (US).
+    (
+        "NANP 800 is US: 17951 US rate",
+        {"callee": "179510018005550123", "duration_s": 61},
+        480,
+        "international",
+        "17951",
+        "home",
+        {"R5"},
+    ),
+    (
+        "service number after an IP prefix is free",
+        {"callee": "1259310086", "duration_s": 61, "visited_area": "021"},
+        0,
+        "special",
+        "12593",
+        "national",
+        {"R9"},
+    ),
+    # Timestamps: a space instead of T.
+    (
+        "start with a space instead of T",
+        {"callee": "1259302188001234", "duration_s": 61, "start": "2010-03-01 21:30:00+08:00"},
+        30,
+        "domestic_ld",
+        "12593",
+        "home",
+        {"R6"},
+    ),
+    (
+        "start with a space and no offset",
+        {"callee": "02188001234", "duration_s": 61, "start": "2009-12-31 23:59:59"},
+        80 + 77,
+        "domestic_ld",
+        "direct",
+        "home",
+        {"R1", "R2"},
+    ),
+]
+
+
 def _request(overrides: dict[str, Any]) -> dict[str, Any]:
     request: dict[str, Any] = {"caller": BEIJING, "start": BUSY, "plan": "gotone"}
     request.update(overrides)
@@ -1309,7 +1678,7 @@ def _request(overrides: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("overrides", "charge", "call_class", "dial", "roaming", "rules"),
-    [pytest.param(*case[1:], id=case[0]) for case in CASES],
+    [pytest.param(*case[1:], id=case[0]) for case in CASES + DECISIONS],
 )
 def test_rule(
     rater: Rater,
@@ -1358,3 +1727,48 @@ def test_zero_seconds_costs_nothing_but_is_classified(rater: Rater) -> None:
         "international",
         "national",
     )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        pytest.param(
+            {"callee": "1259300870773112345", "visited_area": "021"},
+            "callee.no_rate_12593_foreign_national_roaming",
+            id="satellite via 12593 roaming nationally",
+        ),
+        pytest.param({"caller": "18612345678"}, "caller.not_china_mobile", id="caller 186"),
+        pytest.param(
+            {"caller": "+86" + BEIJING_OTHER}, "caller.not_china_mobile", id="caller +86 130"
+        ),
+        pytest.param(
+            {"callee": "17951+8613800138000"}, "callee.invalid_characters", id="+ after 17951"
+        ),
+        pytest.param(
+            {"callee": "12593+85223456789"}, "callee.invalid_characters", id="+ after 12593"
+        ),
+        pytest.param({"callee": "0+85223456789"}, "callee.invalid_characters", id="+ after 0"),
+        pytest.param({"callee": "02188+001234"}, "callee.invalid_characters", id="+ inside"),
+        pytest.param({"callee": "0085223456789+"}, "callee.invalid_characters", id="+ last"),
+        pytest.param(
+            {"visited_area": "0852"}, "visited_area.international_roaming", id="visited 0852"
+        ),
+    ],
+)
+def test_spec_9_rejections(rater: Rater, overrides: dict[str, Any], code: str) -> None:
+    request = _request({"callee": "02188001234", "duration_s": 60, **overrides})
+    with pytest.raises(Rejected) as caught:
+        rater.rate_raw(request)
+    assert caught.value.code == code
+
+
+def test_the_registry_may_hold_a_caller_outside_china_mobile(rater: Rater) -> None:
+    request = _request({"caller": BEIJING_OTHER, "callee": "02188001234", "duration_s": 61})
+    with pytest.raises(Rejected):
+        rater.rate_raw(request, subscriber=SubscriberProfile("gotone", registered=False))
+    rating = rater.rate_raw(request, subscriber=SubscriberProfile("gotone"))
+    assert (rating.charge_fen, rating.call_class) == (66, "domestic_ld")
+    # A registry home area in dialing form or without its trunk 0 means the same area.
+    for home in ("021", "21"):
+        profile = SubscriberProfile("gotone", home_area=home)
+        assert rater.rate_raw(request, subscriber=profile).call_class == "local"
