@@ -73,12 +73,12 @@ def test_request_id_is_echoed_or_made(json_api: Api, capsys: pytest.CaptureFixtu
     given = json_api.get("/healthz", headers={"X-Request-ID": "trace-01.a:b_c"})
     assert given.headers["x-request-id"] == "trace-01.a:b_c"
     made = json_api.get("/healthz")
-    assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
+    assert re.fullmatch(r"[a-p]{32}", made.headers["x-request-id"])  # no digits to mask
     for bad in ("a" * 129, "has space", "semi;colon", "", "é"):
         answer = json_api.get("/healthz", headers={"X-Request-ID": bad.encode()})
         replaced = answer.headers["x-request-id"]
         assert replaced != bad
-        assert re.fullmatch(r"[0-9a-f]{32}", replaced)
+        assert re.fullmatch(r"[a-p]{32}", replaced)
     error = json_api.post("/v1/quote", json=QUOTE, headers={"X-Request-ID": "e-1"})
     assert error.status_code == 401
     assert error.headers["x-request-id"] == "e-1"
