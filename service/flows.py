@@ -711,8 +711,8 @@ def _usage_subscriber(
     tariff: Tariff | None,
     cities: Mapping[str, str],
 ) -> schemas.UsageSubscriber:
-    registered_home = row.home_area.removeprefix("0") if row and row.home_area else None
-    home = registered_home or rater.home_area(number)  # without the trunk 0
+    dialing = home_area_of(rater, number, row.home_area if row else None)  # "010"
+    home = dialing[1:] if dialing else None  # areas.tsv names codes without the trunk 0
     area = rater.numbering.area_index(home) if home else NO_INDEX
     province = (
         rater.numbering.provinces[rater.numbering.province_of(area)] if area != NO_INDEX else None
@@ -737,7 +737,7 @@ def _usage_subscriber(
         registered=row is not None,
         plan=plan,
         brand=brand,
-        home_area=f"0{home}" if home else None,
+        home_area=dialing,
         home_city=cities.get(home) if home else None,
         home_province=province,
         packages=packages,

@@ -24,6 +24,7 @@ COLD_RERATE = textwrap.dedent(
     from numba.core import event
     from sqlalchemy import Engine, event as sa_event
     from service import flows, rerate
+    from service.batch_body import decode_record
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
     from service.rating import load_rater
@@ -61,7 +62,7 @@ COLD_RERATE = textwrap.dedent(
     record = {"id": "c1", "caller": "13800138000", "callee": "02188001234",
               "start": "2010-03-01T10:00:00+08:00", "duration_s": 125, "plan": "gotone"}
     with sessions.begin() as session:
-        records = [flows.Incoming(record, json.dumps(record))]
+        records = [decode_record(json.dumps(record).encode(), 0)]
         flows.ingest_batch(session, rater=rater, default_plan=None, records=records)
         job = rerate.start_job(
             session,

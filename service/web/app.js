@@ -45,6 +45,12 @@
     "packages.invalid": "业务包格式不对",
     "packages.unknown": "所选业务包在该时间生效的资费中不存在",
     "record.invalid": "请求格式不对",
+    "record.not_json": "记录不是有效的 JSON",
+    "record.not_utf8": "记录不是 UTF-8 文本",
+    "record.too_deep": "记录嵌套层数过多",
+    "record.unsupported_value": "记录含有无法处理的数值或字符",
+    "id.invalid_characters": "记录编号含有不允许的字符",
+    "id.conflict": "同一记录编号已存有不同内容的话单",
   };
   const FIELD_INPUT = {
     caller: "q-caller",
