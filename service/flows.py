@@ -25,6 +25,7 @@ from service.batch_body import (
     Incoming,
     NotAnArray,
     NotJson,
+    Raw,
     TooManyRecords,
     decode_record,
     split_array,
@@ -207,17 +208,17 @@ def _record_id(record: Incoming) -> str | None:
     return None
 
 
-def _canonical(raw: bytes) -> str | None:
+def _canonical(raw: Raw) -> str | None:
     """A record's content whatever its formatting: keys sorted, numbers exact (Python's json
     keeps every digit of an integer; orjson rounds those beyond 64 bits)."""
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = json.loads(str(raw, "utf-8"))
     except (ValueError, RecursionError):
         return None
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _same_content(raw: bytes, other: bytes) -> bool:
+def _same_content(raw: Raw, other: Raw) -> bool:
     """SPEC §6.2: equal fields and values, whatever the JSON formatting."""
     if raw == other:
         return True
@@ -225,7 +226,7 @@ def _same_content(raw: bytes, other: bytes) -> bool:
     return canonical is not None and canonical == _canonical(other)
 
 
-def _against_stored(record_id: str, raw: bytes, stored_raw: bytes, charge: int | None) -> Outcome:
+def _against_stored(record_id: str, raw: Raw, stored_raw: Raw, charge: int | None) -> Outcome:
     """A record whose id is taken: duplicate (with the stored charge) or id.conflict."""
     if _same_content(raw, stored_raw):
         return Outcome(record_id, DUPLICATE, charge_fen=charge)
@@ -333,7 +334,7 @@ def _rate_and_store(
                 "start_epoch_s": call.start_epoch_s,
                 "duration_s": call.duration_s,
                 "leg": call.leg.value,
-                "raw": record.raw.decode(),
+                "raw": str(record.raw, "utf-8"),
                 "received_at": now,
             }
         )
@@ -464,7 +465,10 @@ def recycle_suspense(
 
     def work() -> tuple[list[SuspenseRow], list[Outcome]]:
         rows = repository.open_suspense(session, ids=ids, limit=limit)
-        records = [decode_record(row.raw, index) for index, row in enumerate(rows)]
+        records = [
+            decode_record(row.raw, index, brackets=row.raw.count(b"[") + row.raw.count(b"{"))
+            for index, row in enumerate(rows)
+        ]
         outcomes = _rate_and_store(
             session,
             rater=rater,
