@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from service.api import schemas
@@ -386,7 +385,7 @@ def _retrying(session: Session, work: Callable[[], T]) -> T:
     for attempt in range(1, INGEST_ATTEMPTS + 1):
         try:
             return work()
-        except DBAPIError as error:
+        except Exception as error:  # COPY raises psycopg's own errors, not SQLAlchemy's
             if attempt == INGEST_ATTEMPTS or not repository.is_retryable(error):
                 raise
             session.rollback()
