@@ -4,7 +4,8 @@ The body is never parsed whole: one bad record (invalid UTF-8, NUL, a number bey
 floating point, 300-deep nesting) must not fail the others, and a body of 5 million `{}`
 must be refused before 5 million dicts exist. A JSON array is cut at its top-level commas
 by a byte scanner that skips strings and counts depth without recursion; NDJSON is cut at
-newlines. The record limit is checked while cutting.
+newlines. The record limit is checked while cutting. Records are views into the body, not
+copies: a 16 MiB body is held once.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ _TRAILING_WS = re.compile(_WS + rb"\Z")
 _NDJSON_LINE = re.compile(rb"(?m)^[ \t\r]*[^ \t\r\n][^\n]*")
 _NOT_JSON = frozenset({"record.not_json", "record.not_utf8"})
 _OBJECT_CUT = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*\{")
+_OPENER = re.compile(rb"[\[{]")
+_BLANK = re.compile(rb"[ \t\r]*")
+_WHITESPACE = frozenset(b" \t\r\n")
 _OPENERS = frozenset(b"[{")
 _CLOSERS = frozenset(b"]}")
 
@@ -62,21 +66,28 @@ class TooManyRecords(Exception):
         self.limit = limit
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 3x, 10,000 times a batch
+# A record's bytes: a view into the request body, or bytes read back from suspense.
+Raw = bytes | memoryview
+
+
+@dataclass(slots=True)  # not frozen: cheaper to build, and built 10,000 times a batch
 class Incoming:
     """One record: its exact bytes, its index (array position or NDJSON line number from 0),
     the decoded value, and why it cannot be stored when its bytes alone say so."""
 
-    raw: bytes
+    raw: Raw
     index: int
     value: object = None
     rejection: Rejected | None = None
 
 
-def _depth_within(raw: bytes, limit: int) -> bool:
+def _brackets(body: bytes, start: int, end: int) -> int:
+    """How many `[` and `{` bytes body[start:end] holds (strings included): a bound on depth."""
+    return body.count(b"[", start, end) + body.count(b"{", start, end)
+
+
+def _depth_within(raw: Raw, limit: int) -> bool:
     """True when no bracket nests deeper than `limit` (strings skipped, no recursion)."""
-    if raw.count(b"[") + raw.count(b"{") <= limit:  # cannot be deeper: the usual case
-        return True
     depth = 0
     for match in _TOKEN.finditer(raw):
         char = raw[match.start()]
@@ -89,31 +100,37 @@ def _depth_within(raw: bytes, limit: int) -> bool:
     return True
 
 
+class _NotJsonConstant(ValueError):
+    """NaN, Infinity and -Infinity: Python's json reads them, JSON has no such literals."""
+
+
 def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
+    raise _NotJsonConstant(f"{name} is not JSON")
 
 
-def decode_record(raw: bytes, index: int) -> Incoming:
+def decode_record(raw: Raw, index: int, *, brackets: int) -> Incoming:
     """Decode one record's bytes; a record that cannot be stored as sent carries its rejection.
 
     orjson decodes what can be stored. What only Python's json decodes (numbers beyond
     64-bit floating point, unpaired surrogate escapes) is rejected, with the reason of the
     first CDR field at fault when there is one.
     """
-    if not _depth_within(raw, MAX_DEPTH):
+    if brackets > MAX_DEPTH and not _depth_within(raw, MAX_DEPTH):
         return Incoming(raw, index, rejection=Rejected("record.too_deep"))
     try:
         return Incoming(raw, index, orjson.loads(raw))
     except orjson.JSONDecodeError:
         pass
     try:
-        text = raw.decode("utf-8")
+        text = str(raw, "utf-8")
     except UnicodeDecodeError:
         return Incoming(raw, index, rejection=Rejected("record.not_utf8"))
     try:
         value = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+    except (json.JSONDecodeError, _NotJsonConstant, RecursionError):
         return Incoming(raw, index, rejection=Rejected("record.not_json"))
+    except ValueError:  # an integer of more than 4,300 digits (sys.get_int_max_str_digits)
+        return Incoming(raw, index, rejection=Rejected("record.unsupported_value"))
     try:
         parse_cdr(value, require_id=True)
     except Rejected as rejection:
@@ -123,16 +140,22 @@ def decode_record(raw: bytes, index: int) -> Incoming:
 
 def split_ndjson(body: bytes, *, max_records: int) -> list[Incoming]:
     """One record per non-blank line; `index` is the line number from 0 (blank lines count)."""
-    if body.count(b"\n") <= 2 * max_records:  # few lines: split them all at once (C speed)
-        records: list[Incoming] = []
-        for number, line in enumerate(body.split(b"\n")):
-            if line.strip():
+    view = memoryview(body)
+    records: list[Incoming] = []
+    if body.count(b"\n") <= 2 * max_records:  # few lines: visit each
+        start = 0
+        for number in range(body.count(b"\n") + 1):
+            end = body.find(b"\n", start)
+            end = len(body) if end < 0 else end
+            if not _BLANK.fullmatch(body, start, end):
                 if len(records) == max_records:
                     raise TooManyRecords(max_records)
-                records.append(decode_record(line.removesuffix(b"\r"), number))
+                stop = _line_end(body, start, end)
+                brackets = _brackets(body, start, stop)
+                records.append(decode_record(view[start:stop], number, brackets=brackets))
+            start = end + 1
         return _json_lines(records)
-    # Millions of lines cost no list of millions: walk the non-blank ones, count as we go.
-    records = []
+    # Millions of lines cost no Python step each: the regex skips blank ones, counting as we go.
     line_number = 0
     counted_to = 0
     for match in _NDJSON_LINE.finditer(body):
@@ -140,9 +163,23 @@ def split_ndjson(body: bytes, *, max_records: int) -> list[Incoming]:
             raise TooManyRecords(max_records)
         line_number += body.count(b"\n", counted_to, match.start())
         counted_to = match.start()
-        line = match.group()
-        records.append(decode_record(line.removesuffix(b"\r"), line_number))
+        start, end = match.span()
+        stop = _line_end(body, start, end)
+        brackets = _brackets(body, start, stop)
+        records.append(decode_record(view[start:stop], line_number, brackets=brackets))
     return _json_lines(records)
+
+
+def _line_end(body: bytes, start: int, end: int) -> int:
+    """A line's end without the CR of a CRLF line ending."""
+    return end - 1 if end > start and body[end - 1] == 0x0D else end
+
+
+def _trimmed_end(body: bytes, end: int) -> int:
+    """`end` moved back over whitespace."""
+    while end > 0 and body[end - 1] in _WHITESPACE:
+        end -= 1
+    return end
 
 
 def _json_lines(records: list[Incoming]) -> list[Incoming]:
@@ -175,18 +212,23 @@ def _scan_element(body: bytes, start: int) -> int:
         position = match.end()
 
 
-def _not_an_array(body: bytes) -> Exception:
-    """Why a body that does not open with `[` is refused."""
+def _not_an_array(body: bytes, max_records: int) -> Exception:
+    """Why a body that does not open with `[` is refused (parsed whole only when it cannot
+    hold more containers than a batch holds records)."""
+    first_line_end = body.find(b"\n")
+    second_line = body[first_line_end + 1 : first_line_end + 65] if first_line_end >= 0 else b""
+    first = _SKIP_WS.match(body).end()  # type: ignore[union-attr]
+    if body[first : first + 1] == b"{" and second_line.lstrip()[:1] == b"{":
+        return NotAnArray(
+            "the body is lines of JSON objects: send NDJSON with "
+            "Content-Type: application/x-ndjson",
+            looks_like_ndjson=True,
+        )
+    if body.count(b"{") + body.count(b"[") > max_records:
+        return NotJson("body is not a JSON array")
     try:
         orjson.loads(body)
     except orjson.JSONDecodeError:
-        lines = [line for line in body.split(b"\n", 2)[:2] if line.strip()]
-        if len(lines) > 1 and all(line.lstrip().startswith(b"{") for line in lines):
-            return NotAnArray(
-                "the body is lines of JSON objects: send NDJSON with "
-                "Content-Type: application/x-ndjson",
-                looks_like_ndjson=True,
-            )
         return NotJson("body is not JSON")
     return NotAnArray(
         "body must be a JSON array of CDRs (or NDJSON sent with "
@@ -201,26 +243,29 @@ def _split_objects(body: bytes, start: int, *, max_records: int) -> list[Incomin
     left to right: the piece would end inside a string or an open bracket), so when every
     piece decodes the cuts are the array's own. None when one does not: then the caller
     scans the body byte by byte."""
-    end = len(body.rstrip(b" \t\r\n"))
+    end = _trimmed_end(body, len(body))
     if body[start : start + 1] != b"{" or body[end - 1 : end] != b"]":
         return None
-    stop = len(body[: end - 1].rstrip(b" \t\r\n"))
+    stop = _trimmed_end(body, end - 1)
+    view = memoryview(body)
     records: list[Incoming] = []
     for match in _OBJECT_CUT.finditer(body, start, stop):
         if len(records) == max_records:
             return None  # the scanner counts exactly (a cut inside a string is no record)
-        records.append(_decoded_object(body[start : match.start() + 1], len(records)))
+        records.append(_decoded_object(body, view, start, match.start() + 1, len(records)))
         if records[-1].value is None:
             return None
         start = match.end() - 1
-    records.append(_decoded_object(body[start:stop], len(records)))
+    records.append(_decoded_object(body, view, start, stop, len(records)))
     if records[-1].value is None or len(records) > max_records:
         return None
     return records
 
 
-def _decoded_object(raw: bytes, index: int) -> Incoming:
-    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+def _decoded_object(body: bytes, view: memoryview, start: int, end: int, index: int) -> Incoming:
+    """body[start:end] decoded as an object, or an Incoming without value when it is not one."""
+    raw = view[start:end]
+    if _brackets(body, start, end) > MAX_DEPTH:
         return Incoming(raw, index)
     try:
         value = orjson.loads(raw)
@@ -235,11 +280,12 @@ def split_array(body: bytes, *, max_records: int) -> list[Incoming]:
     if position == len(body):
         raise NotJson("body is empty")
     if body[position] != 0x5B:  # '['
-        raise _not_an_array(body)
+        raise _not_an_array(body, max_records)
     position = _SKIP_WS.match(body, position + 1).end()  # type: ignore[union-attr]
     objects = _split_objects(body, position, max_records=max_records)
     if objects is not None:
         return objects
+    view = memoryview(body)
     records: list[Incoming] = []
     if body[position : position + 1] == b"]":
         position += 1
@@ -249,17 +295,19 @@ def split_array(body: bytes, *, max_records: int) -> list[Incoming]:
                 raise TooManyRecords(max_records)
             fast = _FAST_ELEMENT.match(body, position)
             if fast is not None:
-                element = body[position : fast.end(1)]
+                element_end = fast.end(1)
                 closer = fast.group(2)
                 after = fast.end()
             else:
                 end = _scan_element(body, position)
-                element = body[position:end].rstrip(b" \t\r\n")
+                element_end = _trimmed_end(body, end)
                 closer = body[end : end + 1]
                 after = _SKIP_WS.match(body, end + 1).end()  # type: ignore[union-attr]
-            if not element:
+            if element_end == position:
                 raise NotJson(f"array element {len(records)} is empty (byte {position})")
-            records.append(decode_record(element, len(records)))
+            element = view[position:element_end]
+            brackets = _brackets(body, position, element_end)
+            records.append(decode_record(element, len(records), brackets=brackets))
             position = after
             if closer == b"]":
                 break

@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from service.api import schemas
@@ -26,6 +25,7 @@ from service.batch_body import (
     Incoming,
     NotAnArray,
     NotJson,
+    Raw,
     TooManyRecords,
     decode_record,
     split_array,
@@ -215,17 +215,17 @@ def _record_id(record: Incoming) -> str | None:
     return None
 
 
-def _canonical(raw: bytes) -> str | None:
+def _canonical(raw: Raw) -> str | None:
     """A record's content whatever its formatting: keys sorted, numbers exact (Python's json
     keeps every digit of an integer; orjson rounds those beyond 64 bits)."""
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = json.loads(str(raw, "utf-8"))
     except (ValueError, RecursionError):
         return None
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _same_content(raw: bytes, other: bytes) -> bool:
+def _same_content(raw: Raw, other: Raw) -> bool:
     """SPEC §6.2: equal fields and values, whatever the JSON formatting."""
     if raw == other:
         return True
@@ -233,7 +233,7 @@ def _same_content(raw: bytes, other: bytes) -> bool:
     return canonical is not None and canonical == _canonical(other)
 
 
-def _against_stored(record_id: str, raw: bytes, stored_raw: bytes, charge: int | None) -> Outcome:
+def _against_stored(record_id: str, raw: Raw, stored_raw: Raw, charge: int | None) -> Outcome:
     """A record whose id is taken: duplicate (with the stored charge) or id.conflict."""
     if _same_content(raw, stored_raw):
         return Outcome(record_id, DUPLICATE, charge_fen=charge)
@@ -341,7 +341,7 @@ def _rate_and_store(
                 "start_epoch_s": call.start_epoch_s,
                 "duration_s": call.duration_s,
                 "leg": call.leg.value,
-                "raw": record.raw.decode(),
+                "raw": str(record.raw, "utf-8"),
                 "received_at": now,
             }
         )
@@ -393,7 +393,7 @@ def _retrying(session: Session, work: Callable[[], T]) -> T:
     for attempt in range(1, INGEST_ATTEMPTS + 1):
         try:
             return work()
-        except DBAPIError as error:
+        except Exception as error:  # COPY raises psycopg's own errors, not SQLAlchemy's
             if attempt == INGEST_ATTEMPTS or not repository.is_retryable(error):
                 raise
             session.rollback()
@@ -472,7 +472,10 @@ def recycle_suspense(
 
     def work() -> tuple[list[SuspenseRow], list[Outcome]]:
         rows = repository.open_suspense(session, ids=ids, limit=limit)
-        records = [decode_record(row.raw, index) for index, row in enumerate(rows)]
+        records = [
+            decode_record(row.raw, index, brackets=row.raw.count(b"[") + row.raw.count(b"{"))
+            for index, row in enumerate(rows)
+        ]
         outcomes = _rate_and_store(
             session,
             rater=rater,

@@ -65,7 +65,10 @@ class Rejection(BaseModel):
 class RecordResult(BaseModel):
     """Per-record answer to a batch: rated, duplicate (stored charge) or rejected (reason)."""
 
-    index: int = Field(description="position of the record in the batch, from 0")
+    index: int = Field(
+        description="position of the record in the JSON array, or its NDJSON line number, "
+        "from 0 (blank lines counted)"
+    )
     id: str | None
     result: Result
     charge_fen: int | None = None

@@ -67,6 +67,12 @@ ELEMENTS: list[tuple[str, bytes, str, str | None]] = [
         "rejected",
         "duration_s.invalid",
     ),
+    (
+        "5,000-digit integer",
+        with_field("long", "note", b"7" * 5000),
+        "rejected",
+        "record.unsupported_value",
+    ),
     ("2^64 elsewhere", with_field("ok-5", "note", b"18446744073709551616"), "rated", None),
     ("negative duration", good("neg", duration_s=-1), "rejected", "duration_s.invalid"),
     ("invalid UTF-8", with_field("u8", "note", b'"\xff\xfe"'), "rejected", "record.not_utf8"),

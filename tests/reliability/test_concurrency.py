@@ -13,11 +13,15 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from sqlalchemy import create_engine, func, select
+from sqlalchemy.exc import OperationalError
 
+from service.db import repository
 from service.db.models import Cdr, RatingRow, SuspenseRow
-from tests.api.test_cdrs import cdr
+from tests.api.test_cdrs import cdr, table_counts
 from tests.api.test_served import auth, served
+from tests.conftest_db import Api
 
 CLIENTS = 8
 BATCHES_PER_CLIENT = 3
@@ -125,3 +129,51 @@ def _database_counts(url: str) -> dict[str, Any]:
         }
     engine.dispose()
     return counts
+
+
+class DatabaseConflict(Exception):
+    """What psycopg raises for a deadlock (SQLSTATE 40P01) or serialization failure (40001)."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "wrapped"), [("40P01", True), ("40001", True), ("40P01", False)]
+)
+def test_a_conflict_the_database_reports_is_retried_inside_the_service(
+    api: Api, monkeypatch: pytest.MonkeyPatch, sqlstate: str, wrapped: bool
+) -> None:
+    real_insert = repository.insert_cdrs_new
+    calls: list[int] = []
+
+    def conflicting_once(session: Any, *, rows: Any) -> set[str]:
+        calls.append(len(rows))
+        inserted = real_insert(session, rows=rows)  # written, then taken back by the rollback
+        if len(calls) == 1:  # COPY on the driver's connection raises psycopg's error itself
+            conflict = DatabaseConflict(sqlstate)
+            raise OperationalError("INSERT", {}, conflict) if wrapped else conflict
+        return inserted
+
+    monkeypatch.setattr(repository, "insert_cdrs_new", conflicting_once)
+    batch = [cdr("d1"), cdr("d2"), {**cdr("d3"), "duration_s": -1}]
+    response = api.post("/v1/cdrs", role="switch", json=batch)
+    assert response.status_code == 200
+    assert response.json()["counts"] == {"rated": 2, "duplicate": 0, "rejected": 1}
+    assert calls == [2, 2]
+    assert table_counts(api) == (2, 2, 1)
+
+
+def test_other_database_errors_are_not_retried(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def failing(session: Any, *, rows: Any) -> set[str]:
+        calls.append(len(rows))
+        raise OperationalError("INSERT INTO cdrs", {}, DatabaseConflict("23505"))
+
+    monkeypatch.setattr(repository, "insert_cdrs_new", failing)
+    response = api.post("/v1/cdrs", role="switch", json=[cdr("e1")])
+    assert response.status_code >= 500
+    assert calls == [1]
+    assert table_counts(api) == (0, 0, 0)
