@@ -15,7 +15,7 @@ from starlette.responses import Response
 from service import flows
 from service.api.deps import AdminActor, AgentActor, MetricsDep, OpsActor, RaterDep, SessionDep
 from service.api.json import OrjsonResponse
-from service.api.schemas import AuditList, Health, TariffOut
+from service.api.schemas import MAX_ROW_ID, AuditList, Health, TariffOut
 from service.db import repository
 from service.errors import (
     ErrorBody,
@@ -51,7 +51,7 @@ def get_tariffs(rater: RaterDep, actor: AgentActor) -> list[TariffOut]:
 def get_audit(
     session: SessionDep,
     actor: AdminActor,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditList:
     """Quotes and reads of subscribers' records: who, when, what."""

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, Field
 
 Result = Literal["rated", "duplicate", "rejected"]
+MAX_ROW_ID = 2**63 - 1  # row ids are 64-bit: a larger number is a 422, not a driver error
 
 
 class QuoteRequest(BaseModel):
@@ -171,7 +172,7 @@ class SuspenseList(BaseModel):
 class RecycleRequest(BaseModel):
     """Which suspense rows to re-rate: the given ids, or all open ones (up to limit)."""
 
-    ids: list[int] | None = None
+    ids: list[Annotated[int, Field(ge=0, le=MAX_ROW_ID)]] | None = None
     limit: int = Field(default=10_000, ge=1, le=10_000)
 
 

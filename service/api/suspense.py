@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from service import flows
 from service.api.deps import AdminActor, MetricsDep, RaterDep, SessionDep, SettingsDep
-from service.api.schemas import RecycleRequest, RecycleResponse, SuspenseList
+from service.api.schemas import MAX_ROW_ID, RecycleRequest, RecycleResponse, SuspenseList
 from service.errors import Forbidden, Unauthenticated, error_responses
 
 router = APIRouter(tags=["suspense"])
@@ -23,7 +23,7 @@ router = APIRouter(tags=["suspense"])
 def get_suspense(
     session: SessionDep,
     actor: AdminActor,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     include_resolved: bool = False,
 ) -> SuspenseList:
