@@ -35,6 +35,7 @@ from service.config import Settings
 from service.db.models import Cdr, RatingRow
 from service.rating.scalar import Rater
 from tests.api.test_cdrs import cdr
+from tests.api.test_served import _free_port
 from tests.conftest_db import KEYS, KEYS_SPEC, TARIFFS, fresh_database, running_api
 
 READY_BOUND_S = 2.0
@@ -82,13 +83,6 @@ def test_sqlite_locked_past_the_busy_timeout_is_503_not_a_hang(
                 holder.close()
             stored = api.post("/v1/cdrs", role="switch", json=[cdr("locked")])
             assert stored.json()["counts"]["rated"] == 1  # the retry after the lock is stored
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager
