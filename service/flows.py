@@ -617,9 +617,12 @@ def read_cdr(
 ) -> schemas.CdrOut:
     """A stored CDR with its rating history. Agents see every phone-number-like value of the
     record masked (any field, nested too), except the subscriber's own number."""
-    row = repository.get_cdr(session, cdr_id=cdr_id)
+    # PostgreSQL text cannot hold NUL: no stored id has one, and the query would fail
+    row = None if "\x00" in cdr_id else repository.get_cdr(session, cdr_id=cdr_id)
     if row is None:
-        if repository.open_suspense_record_ids(session, record_ids=[cdr_id]):
+        if "\x00" not in cdr_id and repository.open_suspense_record_ids(
+            session, record_ids=[cdr_id]
+        ):
             raise InSuspense(
                 f"CDR {cdr_id!r} was rejected and is not stored: it waits in suspense with "
                 "its reason (GET /v1/suspense, admin)"

@@ -1,4 +1,5 @@
-"""`callrate loadtest`: ingestion throughput and quote latency against a server on loopback.
+"""`callrate loadtest`: ingestion throughput, quote latency and memory under maximum-size
+bodies, against a server on loopback.
 
 Bounded in count and time; refuses any host that is not loopback.
 """
@@ -7,13 +8,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
+import os
 import resource
+import secrets
 import socket
 import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+import urllib.request
 import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -271,16 +282,198 @@ async def quote(*, url: str, key: str, rate: float, seconds: float) -> dict[str,
     }
 
 
+# --- memory under maximum-size bodies ---------------------------------------------------------
+
+MAX_BODIES = 32
+RSS_SAMPLE_S = 0.01
+SERVE_START_S = 120.0
+
+
+def tiny_records_body(size: int) -> bytes:
+    """`[{},{},...]` of at most `size` bytes: the most records a body of that size can hold
+    (each becomes a Python object if the server parses before counting)."""
+    count = max(1, (size - 1) // 3)
+    return b"[" + b"{}," * (count - 1) + b"{}]"
+
+
+def full_records_body(size: int, records: int = 10_000) -> bytes:
+    """`records` valid CDRs padded with a `note` field to about `size` bytes (NDJSON)."""
+    plain = [record(i, prefix=uuid.uuid4().hex[:12]) for i in range(records)]
+    overhead = sum(len(orjson.dumps(r)) for r in plain) + records * 12
+    pad = "x" * max(0, (size - overhead) // records)
+    return b"\n".join(orjson.dumps({**r, "note": pad}) for r in plain)
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants (uvicorn's workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        tree.append(current)
+        queue.extend(children.get(current, []))
+    return tree
+
+
+class RssSampler:
+    """The summed resident set of a process tree, sampled every RSS_SAMPLE_S; its peak."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def now_kib(self) -> int:
+        return sum(_rss_kib(pid) for pid in self.pids)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kib = max(self.peak_kib, self.now_kib())
+            time.sleep(RSS_SAMPLE_S)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_kib = max(self.peak_kib, self.now_kib())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - loopback http
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def spawned_server(workers: int) -> Iterator[tuple[str, str, int]]:
+    """`callrate serve` on a free loopback port with a fresh SQLite database (or the one
+    CALLRATE_DATABASE_URL names) and its own switch key: (url, key, pid)."""
+    key = "memory-" + secrets.token_urlsafe(12)
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="callrate-memory-") as data_dir:
+        env = {**os.environ, "CALLRATE_DATA_DIR": data_dir, "CALLRATE_API_KEYS": f"switch={key}"}
+        command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            [*command, "--workers", str(workers)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + SERVE_START_S
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError("callrate serve exited during start")
+                if _ready(f"{url}/readyz"):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("callrate serve did not become ready")
+                time.sleep(0.2)
+            time.sleep(1.0)  # let start-up work (kernel warm-up) settle before the baseline
+            yield url, key, process.pid
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 15)
+            process.wait(timeout=30)
+
+
+async def post_bodies(*, url: str, key: str, body: bytes, ndjson: bool, count: int) -> Counter[int]:
+    """`count` copies of `body` posted at once to /v1/cdrs; the statuses."""
+    client = HttpClient(url, max_connections=count)
+    content_type = "application/x-ndjson" if ndjson else "application/json"
+    request = client.render(
+        "POST", "/v1/cdrs", body, {"Authorization": f"Bearer {key}", "Content-Type": content_type}
+    )
+
+    async def one() -> int:
+        try:
+            status, _ = await asyncio.wait_for(client.send(request), timeout=MAX_SECONDS)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, HttpError):
+            return 0
+        return status
+
+    try:
+        return Counter(await asyncio.gather(*(one() for _ in range(count))))
+    finally:
+        await client.close()
+
+
+def memory(args: argparse.Namespace) -> dict[str, Any]:
+    """Peak RSS of the server (all its processes) while `bodies` maximum-size bodies are
+    posted at once; the server is started here unless --pid names a running one."""
+    ndjson = args.shape == "records"
+    body = (full_records_body if ndjson else tiny_records_body)(args.body_bytes)
+    with contextlib.ExitStack() as stack:
+        if args.pid is None:
+            url, key, pid = stack.enter_context(spawned_server(args.workers))
+        else:
+            url, key, pid = args.url, args.key, args.pid
+        sampler = RssSampler(process_tree(pid))
+        before = sampler.now_kib()
+        started = time.perf_counter()
+        with sampler:
+            statuses = uvloop.run(
+                post_bodies(url=url, key=key, body=body, ndjson=ndjson, count=args.bodies)
+            )
+        elapsed = time.perf_counter() - started
+        after = sampler.now_kib()
+    return {
+        "mode": "memory",
+        "shape": args.shape,
+        "bodies": args.bodies,
+        "body_bytes": len(body),
+        "statuses": {str(status): n for status, n in sorted(statuses.items())},
+        "server_processes": len(sampler.pids),
+        "rss_before_mb": round(before / 1024, 1),
+        "rss_peak_mb": round(sampler.peak_kib / 1024, 1),
+        "rss_after_mb": round(after / 1024, 1),
+        "peak_minus_before_mb": round((sampler.peak_kib - before) / 1024, 1),
+        "seconds": round(elapsed, 2),
+    }
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `callrate loadtest`."""
     parser.description = (
         "Measure a running `callrate serve` on this machine and print one JSON line. ingest: "
         "POST --batches batches of --batch-size synthetic CDRs on --concurrency connections "
         "(CDRs/s). quote: open-loop quotes at --rate per second for --seconds (latency "
-        "percentiles from each request's due time)."
+        "percentiles from each request's due time). memory: peak server RSS while --bodies "
+        "maximum-size bodies are posted at once."
     )
     parser.add_argument(
-        "mode", choices=("ingest", "quote"), help="ingest (needs a switch key) or quote (agent)"
+        "mode",
+        choices=("ingest", "quote", "memory"),
+        help="ingest (needs a switch key), quote (agent key) or memory",
     )
     parser.add_argument(
         "--url",
@@ -290,9 +483,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--key",
-        required=True,
+        default=None,
         metavar="KEY",
-        help="API key: a switch key for ingest, an agent key for quote (required)",
+        help="API key: a switch key for ingest and memory --pid, an agent key for quote "
+        "(required but for memory without --pid)",
     )
     parser.add_argument(
         "--batches", type=int, default=100, metavar="N", help=f"ingest: batches, 1..{MAX_BATCHES}"
@@ -321,6 +515,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help=f"quote: how long to send, up to {MAX_SECONDS:g}",
     )
+    parser.add_argument(
+        "--pid",
+        type=int,
+        default=None,
+        metavar="PID",
+        help="memory: the running server at --url (its RSS and its workers'); default: start "
+        "`callrate serve` on a free port with a temporary SQLite database",
+    )
+    parser.add_argument(
+        "--bodies",
+        type=int,
+        default=8,
+        metavar="N",
+        help=f"memory: bodies posted at once, 1..{MAX_BODIES}",
+    )
+    parser.add_argument(
+        "--body-bytes",
+        type=int,
+        default=16 * 1024 * 1024,
+        metavar="BYTES",
+        help="memory: size of each body (default: CALLRATE_MAX_BODY_BYTES' default, 16 MiB)",
+    )
+    parser.add_argument(
+        "--shape",
+        choices=("tiny", "records"),
+        default="tiny",
+        help="memory: tiny = [{},{},...] (the most records a body can hold; 413), records = "
+        "10,000 valid CDRs padded to the size (NDJSON; stored)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="memory: worker processes of the started server (default: 1)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -336,6 +566,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not 0 < args.concurrency <= MAX_CONNECTIONS:
         print(f"callrate loadtest: concurrency 1..{MAX_CONNECTIONS}", file=sys.stderr)
+        return 2
+    if args.mode == "memory":
+        if args.pid is not None and not args.key:
+            print("callrate loadtest: memory --pid needs --key (a switch key)", file=sys.stderr)
+            return 2
+        if not (0 < args.bodies <= MAX_BODIES and 0 < args.body_bytes <= 64 * 1024 * 1024):
+            print(f"callrate loadtest: 1..{MAX_BODIES} bodies of at most 64 MiB", file=sys.stderr)
+            return 2
+        print(orjson.dumps(memory(args)).decode())
+        return 0
+    if not args.key:
+        print("callrate loadtest: --key is required for ingest and quote", file=sys.stderr)
         return 2
     try:
         if args.mode == "ingest":

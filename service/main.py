@@ -168,6 +168,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             invalid = responses.get("422", {}).get("content", {}).get("application/json", {})
             if invalid.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
                 responses["422"] = {"description": "the request is not valid", "content": envelope}
+            if "requestBody" in operation:  # FastAPI answers a body it cannot parse 400
+                responses.setdefault(
+                    "400", {"description": "the body is not JSON", "content": envelope}
+                )
             if path not in _NO_DATABASE:
                 responses.setdefault(
                     "503",

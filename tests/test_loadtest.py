@@ -7,12 +7,20 @@ import argparse
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 import uvloop
 from sqlalchemy import create_engine, func, pool, select
 
 from service.db.models import AuditRow, Cdr
-from service.loadtest import add_arguments, ingest, quote, run
+from service.loadtest import (
+    add_arguments,
+    full_records_body,
+    ingest,
+    quote,
+    run,
+    tiny_records_body,
+)
 from tests.api.test_served import served
 from tests.conftest_db import KEYS
 
@@ -51,3 +59,24 @@ def test_loadtest_refuses_a_url_that_is_not_loopback(capsys: pytest.CaptureFixtu
     args = parser.parse_args(["quote", "--url", "http://192.0.2.1:8000", "--key", "k"])
     assert run(args) == 2
     assert "loopback" in capsys.readouterr().err
+
+
+def test_memory_mode_starts_a_server_and_reports_its_peak_rss(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["memory", "--bodies", "2", "--body-bytes", "40000"])
+    assert run(args) == 0
+    result = orjson.loads(capsys.readouterr().out)
+    assert result["statuses"] == {"413": 2}  # 13,332 records of {}: more than a batch holds
+    assert result["body_bytes"] <= 40000
+    assert result["server_processes"] >= 1
+    assert result["rss_peak_mb"] >= result["rss_before_mb"] > 0
+
+
+def test_memory_bodies_have_the_asked_size() -> None:
+    assert len(tiny_records_body(1000)) <= 1000
+    full = full_records_body(2_000_000, records=1000)
+    assert 1_900_000 < len(full) <= 2_000_000
+    assert len(full.splitlines()) == 1000

@@ -54,4 +54,6 @@ def start_rerate(
 )
 def get_rerate(job_id: str, session: SessionDep, actor: AdminActor) -> RerateJobOut:
     """The job as it stands."""
+    if "\x00" in job_id:  # PostgreSQL text cannot hold NUL: no job has such an id
+        raise NotFound(f"no rerate job {job_id!r}")
     return rerate.read_job(session, job_id=job_id)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 Result = Literal["rated", "duplicate", "rejected"]
+MAX_ROW_ID = 2**63 - 1  # row ids are 64-bit: a larger number is a 422, not a driver error
 
 
 class QuoteRequest(BaseModel):
@@ -172,7 +173,6 @@ class SuspenseOut(BaseModel):
 
 
 # A stored row id: both databases hold 64-bit signed integers; larger ones are refused (4xx).
-MAX_ROW_ID = 2**63 - 1
 RowId = Annotated[int, Field(ge=0, le=MAX_ROW_ID)]
 
 
@@ -284,12 +284,23 @@ class Health(BaseModel):
     status: str
 
 
+def _text_only(value: object) -> object:
+    if not isinstance(value, str):  # lax pydantic would take a number as epoch seconds
+        raise ValueError("must be an RFC 3339 timestamp string")
+    return value
+
+
+Instant = Annotated[datetime, BeforeValidator(_text_only)]
+
+
 class RerateRequest(BaseModel):
     """Re-rate every stored CDR that started in [from, to) under the tariffs now loaded."""
 
-    from_: datetime = Field(alias="from", examples=["2010-01-01T00:00:00+08:00"])
-    to: datetime = Field(examples=["2010-02-01T00:00:00+08:00"], description="exclusive")
-    dry_run: bool = Field(default=False, description="count and sum the changes, write nothing")
+    from_: Instant = Field(alias="from", examples=["2010-01-01T00:00:00+08:00"])
+    to: Instant = Field(examples=["2010-02-01T00:00:00+08:00"], description="exclusive")
+    dry_run: bool = Field(
+        default=False, strict=True, description="count and sum the changes, write nothing"
+    )
 
 
 class RerateJobOut(BaseModel):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from service import flows
 from service.api.deps import AdminActor, AgentActor, RaterDep, SessionDep
@@ -10,6 +12,9 @@ from service.api.schemas import SubscriberIn, SubscriberOut
 from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated, error_responses
 
 router = APIRouter(tags=["subscribers"])
+
+# SPEC §3.2: an 11-digit China mobile number, optionally +86/86/0086 prefixed
+Msisdn = Annotated[str, Path(pattern=r"^(\+86|0086|86)?1[0-9]{10}$", examples=["13800138000"])]
 
 
 @router.put(
@@ -19,7 +24,7 @@ router = APIRouter(tags=["subscribers"])
     responses=error_responses(Unauthenticated, Forbidden, InvalidInput),
 )
 def put_subscriber(
-    msisdn: str, entry: SubscriberIn, session: SessionDep, rater: RaterDep, actor: AdminActor
+    msisdn: Msisdn, entry: SubscriberIn, session: SessionDep, rater: RaterDep, actor: AdminActor
 ) -> SubscriberOut:
     """Plan and packages must exist in a tariff version; home_area in the numbering plan."""
     return flows.put_subscriber(session, rater=rater, msisdn=msisdn, entry=entry, actor=actor)
@@ -32,7 +37,7 @@ def put_subscriber(
     responses=error_responses(Unauthenticated, Forbidden, InvalidInput, NotFound),
 )
 def get_subscriber(
-    msisdn: str, session: SessionDep, rater: RaterDep, actor: AgentActor
+    msisdn: Msisdn, session: SessionDep, rater: RaterDep, actor: AgentActor
 ) -> SubscriberOut:
     """The registry entry of one number; home_area from the number range when not set."""
     return flows.read_subscriber(session, rater=rater, msisdn=msisdn, actor=actor)

@@ -20,7 +20,12 @@ def assert_envelope(body: dict[str, Any], code: str) -> None:
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"limit": 0}, "limit"), ({"after_id": "x"}, "after_id"), ({"limit": "2.5"}, "limit")],
+    [
+        ({"limit": 0}, "limit"),
+        ({"after_id": "x"}, "after_id"),
+        ({"limit": "2.5"}, "limit"),
+        ({"after_id": 2**63}, "after_id"),
+    ],
 )
 def test_query_validation_errors_name_the_field(api: Api, params: Any, field: str) -> None:
     response = api.get("/v1/suspense", role="admin", params=params)
@@ -38,6 +43,9 @@ def test_body_validation_errors_name_the_field(api: Api) -> None:
     assert response.status_code == 422
     assert_envelope(response.json(), "input.invalid")
     assert response.json()["field"] == "packages[0]"
+    huge = api.post("/v1/suspense/recycle", role="admin", json={"ids": [2**64]})
+    assert huge.status_code == 422
+    assert huge.json()["field"] == "ids[0]"
     not_an_object = api.post("/v1/rerate", role="admin", json=[])
     assert not_an_object.status_code == 422
     assert_envelope(not_an_object.json(), "input.invalid")

@@ -46,3 +46,10 @@ def test_quote_audit_rows_name_subject_masked_callee_and_outcome(api: Api) -> No
         ("139*******4567", "callee 139****5678; rejected caller.invalid"),
     ]
     assert "13912345678" not in str(rows)
+
+
+def test_ids_with_nul_are_not_found_not_a_server_error(api: Api) -> None:
+    for path, role in (("/v1/cdrs/a%00", "agent"), ("/v1/rerate/%00", "admin")):
+        response = api.get(path, role=role)
+        assert response.status_code == 404, path
+        assert response.json()["error"] == "not_found"
