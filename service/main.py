@@ -17,6 +17,7 @@ from service.api import rerate as rerate_api
 from service.api.console import console_files
 from service.api.deps import Transactions
 from service.api.docs import install_docs
+from service.api.guard import BodyGuardMiddleware
 from service.config import Settings, get_settings
 from service.db.session import DbTimeouts, make_engine, make_sessionmaker
 from service.errors import ErrorBody, install_error_handlers
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         app.include_router(module.router)
     app.mount("/agent", console_files(), name="agent")
     install_docs(app)
+    app.add_middleware(BodyGuardMiddleware)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestLogMiddleware, log_format=settings.log_format)  # outermost
     return app
