@@ -62,7 +62,7 @@ COLD_RERATE = textwrap.dedent(
     record = {"id": "c1", "caller": "13800138000", "callee": "02188001234",
               "start": "2010-03-01T10:00:00+08:00", "duration_s": 125, "plan": "gotone"}
     with sessions.begin() as session:
-        records = [decode_record(json.dumps(record).encode(), 0)]
+        records = [decode_record(json.dumps(record).encode(), 0, brackets=1)]
         flows.ingest_batch(session, rater=rater, default_plan=None, records=records)
         job = rerate.start_job(
             session,

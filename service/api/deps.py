@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
@@ -138,3 +138,6 @@ async def read_body(request: Request) -> bytes:
 
 
 BodyDep = Annotated[bytes, Depends(read_body)]
+
+# A subscriber in a path: an 11-digit mobile, optionally +86/86/0086 prefixed.
+Msisdn = Annotated[str, Path(pattern=r"^(\+86|0086|86)?1[0-9]{10}$", examples=["13800138000"])]

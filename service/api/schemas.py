@@ -172,8 +172,14 @@ class SuspenseOut(BaseModel):
     resolution: str | None
 
 
+def _no_bool(value: object) -> object:
+    if isinstance(value, bool):  # lax pydantic would take true as 1
+        raise ValueError("must be an integer, not true or false")
+    return value
+
+
 # A stored row id: both databases hold 64-bit signed integers; larger ones are refused (4xx).
-RowId = Annotated[int, Field(ge=0, le=MAX_ROW_ID)]
+RowId = Annotated[int, Field(ge=0, le=MAX_ROW_ID), BeforeValidator(_no_bool)]
 
 
 class SuspenseList(BaseModel):
@@ -187,7 +193,7 @@ class RecycleRequest(BaseModel):
     """Which suspense rows to re-rate: the given ids, or all open ones (up to limit)."""
 
     ids: list[RowId] | None = Field(default=None, max_length=10_000)
-    limit: int = Field(default=10_000, ge=1, le=10_000)
+    limit: Annotated[int, BeforeValidator(_no_bool)] = Field(default=10_000, ge=1, le=10_000)
 
 
 class RecycleResult(BaseModel):

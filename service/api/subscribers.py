@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from service import flows
-from service.api.deps import AdminActor, AgentActor, RaterDep, SessionDep
+from service.api.deps import AdminActor, AgentActor, Msisdn, RaterDep, SessionDep
 from service.api.schemas import SubscriberIn, SubscriberOut
 from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated, error_responses
 
 router = APIRouter(tags=["subscribers"])
 
 # SPEC §3.2: an 11-digit China mobile number, optionally +86/86/0086 prefixed
-Msisdn = Annotated[str, Path(pattern=r"^(\+86|0086|86)?1[0-9]{10}$", examples=["13800138000"])]
 
 
 @router.put(

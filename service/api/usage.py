@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from service import flows
-from service.api.deps import AgentActor, RaterDep, SessionDep, SettingsDep
-from service.api.schemas import UsageOut
+from service.api.deps import AgentActor, Msisdn, RaterDep, SessionDep, SettingsDep
+from service.api.schemas import MAX_ROW_ID, UsageOut
 from service.errors import Forbidden, InvalidInput, Unauthenticated, error_responses
 from service.rating import NUMBERING_DIR
 from service.rating.numbering import area_cities
@@ -23,15 +23,20 @@ router = APIRouter(tags=["subscribers"])
     responses=error_responses(Unauthenticated, Forbidden, InvalidInput),
 )
 def get_usage(
-    msisdn: str,
+    msisdn: Msisdn,
     session: SessionDep,
     rater: RaterDep,
     settings: SettingsDep,
     actor: AgentActor,
     month: Annotated[
-        str | None, Query(description="YYYY-MM in +08:00; default: the current month")
+        str | None,
+        Query(
+            description="YYYY-MM in +08:00; default: the current month",
+            # documented only: flows.month_window checks it with a message naming the format
+            json_schema_extra={"pattern": r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"},
+        ),
     ] = None,
-    offset: Annotated[int, Query(ge=0, description="calls to skip (paging)")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="calls to skip (paging)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="calls per page")] = 100,
 ) -> UsageOut:
     """Totals come from each CDR's current rating, in fen; other parties' numbers are masked
