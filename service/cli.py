@@ -58,6 +58,8 @@ def _numbering_build(args: argparse.Namespace) -> int:
 
 
 def _rate(args: argparse.Namespace) -> int:
+    if args.engine == "spark":
+        return _rate_on_spark(args)
     from service.batchio import progress_bar, rate_file
 
     summary = rate_file(
@@ -70,6 +72,29 @@ def _rate(args: argparse.Namespace) -> int:
         require_id=args.require_id,
         progress=progress_bar(sys.stderr) if sys.stderr.isatty() else None,
     )
+    print(summary.line())
+    return 0
+
+
+def _rate_on_spark(args: argparse.Namespace) -> int:
+    from service.spark_engine import SparkUnavailable, rate_on_spark, require_pyspark, spark_session
+
+    try:
+        require_pyspark()
+    except SparkUnavailable as missing:
+        print(f"callrate rate: {missing}", file=sys.stderr)
+        return 2
+    with spark_session(args.master) as spark:
+        summary = rate_on_spark(
+            spark,
+            str(args.input),
+            str(args.output),
+            tariffs=args.tariffs,
+            default_plan=args.default_plan,
+            require_id=args.require_id,
+            partitions=args.partitions,
+            batch_rows=args.batch_rows,
+        )
     print(summary.line())
     return 0
 
@@ -154,6 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--batch-rows", type=int, default=131_072, help="rows per record batch")
     rate.add_argument("--default-plan", default=None, help="plan for rows without one")
     rate.add_argument("--require-id", action="store_true", help="reject rows without an id")
+    rate.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local: stream on this machine; spark: IN is a Parquet/CSV/NDJSON file, directory "
+        "or glob, OUT a Parquet dataset and OUT.rejected (docs/scale.md)",
+    )
+    rate.add_argument("--master", default=None, help="Spark master URL (default: local[*])")
+    rate.add_argument("--partitions", type=int, default=None, help="Spark: repartition IN to N")
     rate.set_defaults(handler=_rate)
 
     bench = commands.add_parser(
