@@ -24,11 +24,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api import schemas
 from service.db import repository
 from service.db.models import RerateJob
+from service.db.repository import CurrentRating
 from service.errors import InvalidInput, NotFound
 from service.flows import default_profile, profile_of, rating_row
 from service.rating.batch import BatchRater
 from service.rating.cdr import DEFAULT_OFFSET, EPOCH
-from service.rating.scalar import Rater
+from service.rating.scalar import Rater, SubscriberProfile
 from service.security import Actor, write_audit
 
 log = logging.getLogger(__name__)
@@ -188,28 +189,59 @@ def _columns(records: list[dict[str, Any]]) -> pa.Table:
     return pa.table(columns, schema=BATCH_SCHEMA)
 
 
+def _profiles(session: Session, rows: list[CurrentRating]) -> dict[str, SubscriberProfile]:
+    """Registry profiles of the chunk's callers."""
+    registry = repository.subscribers_by_msisdn(session, msisdns=sorted({row[1] for row in rows}))
+    return {msisdn: profile_of(entry) for msisdn, entry in registry.items()}
+
+
 def rerate_chunk(
     session: Session,
     *,
     rater: Rater,
     batch: BatchRater,
-    rows: list[tuple[str, str, str, int, str, int, int]],
+    rows: list[CurrentRating],
     default_plan: str | None,
     dry_run: bool,
     now: datetime,
 ) -> ChunkResult:
     """Re-rate one chunk of (id, caller, raw, start, tariff, charge, seq) rows."""
     records: list[dict[str, Any]] = [orjson.loads(row[2]) for row in rows]
-    registry = repository.subscribers_by_msisdn(session, msisdns=sorted({row[1] for row in rows}))
-    profiles = {msisdn: profile_of(entry) for msisdn, entry in registry.items()}
+    profiles = _profiles(session, rows)
     rated = batch.rate(_columns(records), subscribers=profiles, default_plan=default_plan)
-    charges = rated.column("charge_fen").to_pylist()
-    tariffs = rated.column("tariff").to_pylist()
+    charges, tariffs = rated.column("charge_fen").to_pylist(), rated.column("tariff").to_pylist()
+    return append_changed(
+        session,
+        rater=rater,
+        rows=rows,
+        records=records,
+        profiles=profiles,
+        results=list(zip(charges, tariffs, strict=True)),
+        default_plan=default_plan,
+        dry_run=dry_run,
+        now=now,
+    )
+
+
+def append_changed(
+    session: Session,
+    *,
+    rater: Rater,
+    rows: list[CurrentRating],
+    records: list[dict[str, Any]],
+    profiles: dict[str, SubscriberProfile],
+    results: list[tuple[int | None, str | None]],
+    default_plan: str | None,
+    dry_run: bool,
+    now: datetime,
+) -> ChunkResult:
+    """Append a rating for each row whose batch result (charge, tariff; None: rejected)
+    differs from its current rating, after the per-call path has agreed on it."""
     fallback = default_profile(default_plan)
     new_rows: list[dict[str, Any]] = []
     rejected = delta = 0
     for index, (cdr_id, caller, _raw, _start, tariff, charge, seq) in enumerate(rows):
-        new_charge, new_tariff = charges[index], tariffs[index]
+        new_charge, new_tariff = results[index]
         if new_charge is None:
             rejected += 1  # e.g. its plan left the tariff: keep the history, report it
             continue

@@ -47,6 +47,7 @@ from service.batchio import (
     FormatError,
     RateSummary,
     _ndjson_lines,
+    subscribers_in,
 )
 from service.rating import load_rater
 from service.rating.batch import OUTPUT_COLUMNS, BatchRater
@@ -178,7 +179,12 @@ def rate_partition(
             table, malformed = _ndjson_columns(batch)
         else:
             table = pa.Table.from_batches([batch])
-        rated = rater.rate(table, default_plan=job.default_plan, require_id=job.require_id)
+        rated = rater.rate(
+            table,
+            subscribers=subscribers_in(table),
+            default_plan=job.default_plan,
+            require_id=job.require_id,
+        )
         yield from _plain_outputs(rated, schema).to_batches()
         if malformed:
             yield from _malformed_rows(malformed, schema).to_batches()
