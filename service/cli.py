@@ -113,15 +113,29 @@ def _bench(args: argparse.Namespace) -> int:
 def _rerate(args: argparse.Namespace) -> int:
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
-    from service.rerate import job_out, run_job, start_job
+    from service.rerate import apply_results, export_window, job_out, run_job, start_job
     from service.security import Actor
 
     settings = get_settings()
     url = args.url or settings.effective_database_url
     upgrade(url=url, migrations_dir=settings.migrations_dir)
-    rater = load_rater(args.tariffs)
     engine = make_engine(url, pool_size=2)
     sessions = make_sessionmaker(engine)
+    actor = Actor(key_id="cli", role="admin")
+    if args.export is not None:
+        try:
+            count = export_window(
+                sessions,
+                window_from=args.window_from,
+                window_to=args.window_to,
+                directory=args.export,
+                actor=actor,
+            )
+        finally:
+            engine.dispose()
+        print(f"{count:,} CDRs exported to {args.export}")
+        return 0
+    rater = load_rater(args.tariffs)
     try:
         with sessions.begin() as session:
             job = start_job(
@@ -129,9 +143,18 @@ def _rerate(args: argparse.Namespace) -> int:
                 window_from=args.window_from,
                 window_to=args.window_to,
                 dry_run=args.dry_run,
-                actor=Actor(key_id="cli", role="admin"),
+                actor=actor,
             )
-        job = run_job(sessions, job_id=job.id, rater=rater, default_plan=settings.default_plan)
+        if args.apply is not None:
+            job = apply_results(
+                sessions,
+                job_id=job.id,
+                rater=rater,
+                default_plan=settings.default_plan,
+                results=args.apply,
+            )
+        else:
+            job = run_job(sessions, job_id=job.id, rater=rater, default_plan=settings.default_plan)
         print(job_out(job).model_dump_json(by_alias=True))
     finally:
         engine.dispose()
@@ -207,6 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
     rerate.add_argument("--to", dest="window_to", type=_instant, required=True)
     rerate.add_argument("--dry-run", action="store_true", help="count and sum, write nothing")
     rerate.add_argument("--url", help="database URL (default: CALLRATE_DATABASE_URL or SQLite)")
+    cluster = rerate.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--export",
+        type=Path,
+        metavar="DIR",
+        help="write the window's CDRs and registry profiles as Parquet for "
+        "`callrate rate DIR -o OUT --engine spark` (docs/scale.md)",
+    )
+    cluster.add_argument(
+        "--apply",
+        type=Path,
+        metavar="OUT",
+        help="append the ratings of that Spark output (OUT and OUT.rejected) that changed, "
+        "checked by the per-call path",
+    )
     rerate.set_defaults(handler=_rerate)
 
     from service.serve import add_service_commands
