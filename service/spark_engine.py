@@ -49,6 +49,7 @@ from service.batchio import (
     _ndjson_lines,
     subscribers_in,
 )
+from service.config import get_settings
 from service.rating import load_rater
 from service.rating.batch import OUTPUT_COLUMNS, BatchRater
 
@@ -110,14 +111,17 @@ _RATERS: dict[tuple[str, str], BatchRater] = {}
 
 
 def worker_rater(tariffs: str, digest: str) -> BatchRater:
-    """This process's BatchRater for the tariff directory, checked against the driver's."""
+    """This process's BatchRater for the driver's tariffs (same files, by digest)."""
     key = (tariffs, digest)
     if key not in _RATERS:
+        # The driver's path, else this node's own (CALLRATE_TARIFFS_DIR, e.g. in an archive).
         directory = Path(tariffs)
+        if not directory.is_dir():
+            directory = get_settings().tariffs_dir
         found = tariffs_digest(directory) if directory.is_dir() else "missing"
         if found != digest:
             raise RuntimeError(
-                f"tariffs at {tariffs} on this executor ({found[:12]}) differ from the "
+                f"tariffs at {directory} on this executor ({found[:12]}) differ from the "
                 f"driver's ({digest[:12]}): install the same tariffs on every node"
             )
         _RATERS[key] = BatchRater(load_rater(directory))

@@ -247,6 +247,8 @@ def test_one_batch_rater_per_python_worker(spark: SparkSession) -> None:
 def test_other_tariffs_on_an_executor_fail_the_job(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="differ from the driver's"):
         spark_engine.worker_rater(str(tmp_path), _DIGEST[0])
+    # Where the driver's path does not exist, the node's own tariffs serve if they are the same.
+    assert spark_engine.worker_rater(str(tmp_path / "elsewhere"), _DIGEST[0]) is not None
 
 
 def test_without_pyspark_the_command_says_how_to_get_it(
