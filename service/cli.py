@@ -102,11 +102,36 @@ def _rate_on_spark(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from service.bench import apply_single_thread, run_bench
 
+    if args.engine == "spark":
+        return _bench_engines(args)
     apply_single_thread()
     result = run_bench(
         load_rater(args.tariffs), args.rows, seed=args.seed, scalar_rows=args.scalar_rows
     )
     print("\n".join(result.lines()))
+    return 0
+
+
+def _bench_engines(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from service.bench import compare_engines, write_cdr_file
+    from service.spark_engine import SparkUnavailable, require_pyspark
+
+    try:
+        require_pyspark()
+    except SparkUnavailable as missing:
+        print(f"callrate bench: {missing}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="callrate-bench-") as work:
+        workdir = Path(work)
+        source = args.file or workdir / "cdrs.parquet"
+        if args.file is None:
+            write_cdr_file(load_rater(args.tariffs), args.rows, source, seed=args.seed)
+        runs = compare_engines(source, workdir, tariffs=args.tariffs, master=args.master)
+    print(f"{runs[0].rows:,} CDRs in {source}")
+    print("\n".join(run.line() for run in runs))
+    print(f"spark / local wall time: {runs[1].seconds / runs[0].seconds:,.2f}x")
     return 0
 
 
@@ -221,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--scalar-rows", type=int, default=100_000, help="rows timed on the per-call path"
     )
+    bench.add_argument(
+        "--engine",
+        choices=("batch", "spark"),
+        default="batch",
+        help="spark: time `callrate rate` with the local engine and with Spark on one file",
+    )
+    bench.add_argument("--file", type=Path, default=None, help="spark: Parquet CDR file to rate")
+    bench.add_argument("--master", default="local[2]", help="spark: master URL")
     bench.set_defaults(handler=_bench)
 
     rerate = commands.add_parser(
