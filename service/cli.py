@@ -63,8 +63,8 @@ def _rate(args: argparse.Namespace) -> int:
     from service.batchio import progress_bar, rate_file
 
     summary = rate_file(
-        args.input,
-        args.output,
+        Path(args.input),
+        Path(args.output),
         load_rater(args.tariffs),
         rejected=args.rejected,
         batch_rows=args.batch_rows,
@@ -76,19 +76,28 @@ def _rate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rate_on_spark(args: argparse.Namespace) -> int:
-    from service.spark_engine import SparkUnavailable, rate_on_spark, require_pyspark, spark_session
+def _without_spark(command: str) -> bool:
+    """True, having said how to get it, when PySpark is not installed."""
+    from service.spark_engine import SparkUnavailable, require_pyspark
 
     try:
         require_pyspark()
     except SparkUnavailable as missing:
-        print(f"callrate rate: {missing}", file=sys.stderr)
+        print(f"callrate {command}: {missing}", file=sys.stderr)
+        return True
+    return False
+
+
+def _rate_on_spark(args: argparse.Namespace) -> int:
+    from service.spark_engine import rate_on_spark, spark_session
+
+    if _without_spark("rate"):
         return 2
     with spark_session(args.master) as spark:
         summary = rate_on_spark(
             spark,
-            str(args.input),
-            str(args.output),
+            args.input,
+            args.output,
             tariffs=args.tariffs,
             default_plan=args.default_plan,
             require_id=args.require_id,
@@ -116,12 +125,8 @@ def _bench_engines(args: argparse.Namespace) -> int:
     import tempfile
 
     from service.bench import compare_engines, write_cdr_file
-    from service.spark_engine import SparkUnavailable, require_pyspark
 
-    try:
-        require_pyspark()
-    except SparkUnavailable as missing:
-        print(f"callrate bench: {missing}", file=sys.stderr)
+    if _without_spark("bench"):
         return 2
     with tempfile.TemporaryDirectory(prefix="callrate-bench-") as work:
         workdir = Path(work)
@@ -219,8 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     rate = commands.add_parser(
         "rate", help="rate a Parquet, CSV or NDJSON file of CDRs with the batch path"
     )
-    rate.add_argument("input", type=Path, help="CDR file: .parquet, .csv or .ndjson")
-    rate.add_argument("-o", "--output", type=Path, required=True, help="rated rows (same formats)")
+    # Text, not Path: the spark engine also takes URIs (hdfs://…), which Path would alter.
+    rate.add_argument("input", help="CDR file: .parquet, .csv or .ndjson")
+    rate.add_argument("-o", "--output", required=True, help="rated rows (same formats)")
     rate.add_argument(
         "--rejected", type=Path, default=None, help="rejected rows (default: OUT.rejected.EXT)"
     )

@@ -297,7 +297,6 @@ def rate_on_spark(
     batch_rows: int = 131_072,
 ) -> RateSummary:
     """Rate IN on Spark: rated rows to the Parquet dataset OUT, rejected ones to OUT.rejected."""
-    from pyspark import StorageLevel
     from pyspark.sql import functions as f
     from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -313,14 +312,13 @@ def rate_on_spark(
     arrow_schema = to_arrow_schema(schema)
     # A module-level function bound to small arguments: that is all a task carries.
     rated = frame.mapInArrow(partial(rate_partition, job, schema=arrow_schema), schema)
-    rated = rated.persist(StorageLevel.DISK_ONLY)  # rated once, written as two datasets
-    try:
-        ok = f.col("reason").isNull()
-        rated.filter(ok).drop("reason", "message").write.mode("overwrite").parquet(out)
-        rejected = rated.filter(~ok).drop(*RATED_OUTPUTS)
-        rejected.write.mode("overwrite").parquet(rejected_output(out))
-    finally:
-        rated.unpersist()
+    # Each output reads and rates the input again: on local[2], 2,000,000 rows took 52 s so,
+    # and 67 s with the rated rows persisted to disk once (Spark's row conversions cost more
+    # than the rating).
+    ok = f.col("reason").isNull()
+    rated.filter(ok).drop("reason", "message").write.mode("overwrite").parquet(out)
+    rejected = rated.filter(~ok).drop(*RATED_OUTPUTS)
+    rejected.write.mode("overwrite").parquet(rejected_output(out))
     rated_count = spark.read.parquet(out).count()
     rejected_count = spark.read.parquet(rejected_output(out)).count()
     total = rated_count + rejected_count

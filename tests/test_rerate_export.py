@@ -4,9 +4,7 @@ per-call path disagrees with fails the job."""
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +16,19 @@ import pytest
 from pyspark.sql import SparkSession  # the spark extra (CI installs it)
 from sqlalchemy import create_engine, select
 
-from service import spark_engine
 from service.cli import main
 from service.config import Settings
 from service.db.models import RerateJob
 from service.rerate import RerateMismatch
 from tests.conftest_db import Api
+from tests.spark_session import spark
 from tests.test_rerate import CDRS, WINDOW, _rating_count, cdr, corrected_tariffs
 
-__all__ = ["corrected_tariffs"]  # a fixture, used by name
+__all__ = ["corrected_tariffs", "spark"]  # fixtures, used by name
 
 # A registered caller whose CDR names no plan: only its registry profile can rate it.
 REGISTERED = {**cdr("f-2010-jul-registry", "2010-07-01T10:00:00+08:00", "02188001234", 125)}
 del REGISTERED["plan"]
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    before = os.environ.get("PYSPARK_PYTHON")
-    with spark_engine.spark_session("local[2]") as session:
-        yield session
-    if before is None:
-        os.environ.pop("PYSPARK_PYTHON", None)
 
 
 def _ingest(api: Api) -> None:
@@ -52,6 +41,19 @@ def _ingest(api: Api) -> None:
 
 def _window(url: str) -> list[str]:
     return ["rerate", "--url", url, "--from", WINDOW["from"], "--to", WINDOW["to"]]
+
+
+def _export_and_rate(
+    api: Api, settings: Settings, tariffs: Path, tmp_path: Path
+) -> tuple[str, Path, Path]:
+    """Ingest, export the window, rate the export on Spark: the URL, export and output."""
+    _ingest(api)
+    url = settings.effective_database_url
+    export, out = tmp_path / "export", tmp_path / "rated"
+    assert main([*_window(url), "--export", str(export)]) == 0
+    argv = ["--tariffs", str(tariffs), "rate", str(export), "-o", str(out), "--engine", "spark"]
+    assert main(argv) == 0
+    return url, export, out
 
 
 def _jobs(settings: Settings) -> list[tuple[str, int, int]]:
@@ -71,11 +73,10 @@ def test_export_rate_on_spark_apply(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _ingest(api)
-    url = settings.effective_database_url
-    export, out = tmp_path / "export", tmp_path / "rated"
-    assert main([*_window(url), "--export", str(export)]) == 0
-    assert "6 CDRs exported" in capsys.readouterr().out
+    url, export, out = _export_and_rate(api, settings, corrected_tariffs, tmp_path)
+    printed = capsys.readouterr().out
+    assert "6 CDRs exported" in printed
+    assert "6 rated, 0 rejected" in printed
     exported = ds.dataset(export).to_table()
     registered = exported.filter(pc.equal(exported["id"], "f-2010-jul-registry"))
     assert registered["subscriber_plan"].to_pylist() == ["gotone"]
@@ -84,8 +85,6 @@ def test_export_rate_on_spark_apply(
         main([*_window(url), "--export", str(export)])
 
     tariffs = ["--tariffs", str(corrected_tariffs)]
-    assert main([*tariffs, "rate", str(export), "-o", str(out), "--engine", "spark"]) == 0
-    assert "6 rated, 0 rejected" in capsys.readouterr().out
 
     assert main([*tariffs, *_window(url), "--apply", str(out), "--dry-run"]) == 0
     assert '"changed":4' in capsys.readouterr().out
@@ -130,12 +129,8 @@ def test_a_result_the_per_call_path_disagrees_with_fails_the_job(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _ingest(api)
-    url = settings.effective_database_url
-    export, out = tmp_path / "export", tmp_path / "rated"
-    assert main([*_window(url), "--export", str(export)]) == 0
+    url, _, out = _export_and_rate(api, settings, corrected_tariffs, tmp_path)
     tariffs = ["--tariffs", str(corrected_tariffs)]
-    assert main([*tariffs, "rate", str(export), "-o", str(out), "--engine", "spark"]) == 0
     wrong = _tampered(out, tmp_path, "b-2009-dec", 1)
     with pytest.raises(RerateMismatch, match="b-2009-dec"):
         main([*tariffs, *_window(url), "--apply", str(wrong)])

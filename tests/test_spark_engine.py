@@ -24,16 +24,9 @@ from service.cli import main
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater
 from tests.conftest import TARIFFS
+from tests.spark_session import spark
 
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    """One local[2] session for the module (the command line reuses the active one)."""
-    before = os.environ.get("PYSPARK_PYTHON")
-    with spark_engine.spark_session("local[2]") as session:
-        yield session
-    if before is None:
-        os.environ.pop("PYSPARK_PYTHON", None)
+__all__ = ["spark"]  # a fixture, used by name
 
 
 def _plain(table: pa.Table) -> pa.Table:
