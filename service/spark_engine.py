@@ -312,9 +312,8 @@ def rate_on_spark(
     arrow_schema = to_arrow_schema(schema)
     # A module-level function bound to small arguments: that is all a task carries.
     rated = frame.mapInArrow(partial(rate_partition, job, schema=arrow_schema), schema)
-    # Each output reads and rates the input again: on local[2], 2,000,000 rows took 52 s so,
-    # and 67 s with the rated rows persisted to disk once (Spark's row conversions cost more
-    # than the rating).
+    # Each output reads and rates the input again: on local[2], 10,000,000 rows took 112 s so,
+    # and 160 s with the rated rows persisted to disk once (docs/scale.md, Benchmark).
     ok = f.col("reason").isNull()
     rated.filter(ok).drop("reason", "message").write.mode("overwrite").parquet(out)
     rejected = rated.filter(~ok).drop(*RATED_OUTPUTS)
