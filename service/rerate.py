@@ -392,8 +392,10 @@ def export_window(
         if writer is not None:
             writer.close()
     with sessions.begin() as session:
-        detail = f"export {count} CDRs [{from_s}, {to_s}) to {directory}"
-        write_audit(session, actor=actor, action=SOURCE, subject=None, detail=detail, at=utcnow())
+        detail = f"{count} CDRs [{from_s}, {to_s}) to {directory}"
+        write_audit(
+            session, actor=actor, action="rerate.export", subject=None, detail=detail, at=utcnow()
+        )
     return count
 
 

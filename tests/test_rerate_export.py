@@ -81,6 +81,10 @@ def test_export_rate_on_spark_apply(
     registered = exported.filter(pc.equal(exported["id"], "f-2010-jul-registry"))
     assert registered["subscriber_plan"].to_pylist() == ["gotone"]
     assert registered["plan"].to_pylist() == [None]
+    audit = api.get("/v1/audit", role="admin").json()["items"]
+    assert [row["detail"] for row in audit if row["action"] == "rerate.export"] == [
+        f"6 CDRs [1230739200, 1293811200) to {export}"
+    ]
     with pytest.raises(Exception, match="not empty"):
         main([*_window(url), "--export", str(export)])
 
