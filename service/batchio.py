@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from service.rating.batch import OUTPUT_COLUMNS, BatchRater
 from service.rating.cdr import parse_cdr
 from service.rating.rejections import REASON_CODES, REASONS, Rejected
-from service.rating.scalar import Rater
+from service.rating.scalar import Rater, SubscriberProfile
 
 DEFAULT_BATCH_ROWS = 131_072
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".ndjson": "ndjson"}
@@ -53,6 +53,16 @@ PLAIN_TEXT_COLUMNS = ("id", "caller", "callee", "start")
 PARQUET_READ_BUFFER = 1 << 22
 PIPELINE_DEPTH = 2  # batches in flight between the reader, the rater and the writer
 MESSAGES = pa.array([REASONS[code] for code in REASON_CODES], type=pa.string())
+# Registry profiles carried beside each CDR (`callrate rerate --export`): the caller's MSISDN
+# as registered (null: not registered), and its plan, home area and packages.
+PROFILE_SCHEMA = pa.schema(
+    [
+        ("subscriber", pa.string()),
+        ("subscriber_plan", pa.string()),
+        ("subscriber_home_area", pa.string()),
+        ("subscriber_packages", pa.list_(pa.string())),
+    ]
+)
 
 
 class FormatError(ValueError):
@@ -66,6 +76,18 @@ def file_format(path: Path) -> str:
     except KeyError as exc:
         known = ", ".join(sorted(FORMATS))
         raise FormatError(f"{path}: unknown extension {path.suffix!r} (use {known})") from exc
+
+
+def subscribers_in(data: pa.Table | pa.RecordBatch) -> dict[str, SubscriberProfile] | None:
+    """The registry profiles a file carries in PROFILE_SCHEMA columns, if it has them."""
+    if not set(PROFILE_SCHEMA.names) <= set(data.schema.names):
+        return None
+    rows = data.select(PROFILE_SCHEMA.names).to_pydict().values()
+    return {
+        msisdn: SubscriberProfile(plan, home_area, tuple(packages or ()))
+        for msisdn, plan, home_area, packages in zip(*rows, strict=True)
+        if msisdn is not None and plan is not None
+    }
 
 
 def rejected_path(out: Path) -> Path:
@@ -352,7 +374,12 @@ def rate_file(
     try:
         for batch, malformed in _prefetched(_with_malformed(source), PIPELINE_DEPTH):
             if batch is not None:
-                table = batch_rater.rate(batch, default_plan=default_plan, require_id=require_id)
+                table = batch_rater.rate(
+                    batch,
+                    subscribers=subscribers_in(batch),
+                    default_plan=default_plan,
+                    require_id=require_id,
+                )
                 good, bad = _split(table)
                 writer.submit(_write_tables, rated_sink, good, rejected_sink, bad)
                 rows += table.num_rows

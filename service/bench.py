@@ -5,14 +5,18 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from service.rating.batch import BatchRater
 from service.rating.numbering import MOBILE_PREFIX_FIRST
@@ -346,3 +350,73 @@ def apply_single_thread() -> None:
     """Limit numeric libraries to one thread (only effective before their pools start)."""
     for name, value in single_thread_environment().items():
         os.environ.setdefault(name, value)
+
+
+# -- `callrate bench --engine spark`: the local and the Spark engine on the same file ---------
+
+SAMPLE_S = 0.2
+GENERATE_CHUNK = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRun:
+    """One `callrate rate` run: wall time and the peak RSS of its whole process tree."""
+
+    engine: str
+    rows: int
+    seconds: float
+    peak_rss: int
+
+    def line(self) -> str:
+        """One line of the comparison."""
+        return (
+            f"{self.engine}: {self.seconds:,.1f} s, {self.rows / self.seconds:,.0f} CDRs/s, "
+            f"peak RSS {self.peak_rss / 2**20:,.0f} MiB (process tree)"
+        )
+
+
+def write_cdr_file(rater: Rater, rows: int, path: Path, *, seed: int = 0) -> None:
+    """`rows` generated CDRs as one Parquet file, generated a million at a time."""
+    with pq.ParquetWriter(path, generate_cdrs(rater, 1, seed=seed).schema) as writer:
+        for part, start in enumerate(range(0, rows, GENERATE_CHUNK)):
+            count = min(GENERATE_CHUNK, rows - start)
+            writer.write_table(generate_cdrs(rater, count, seed=seed * 1_000 + part))
+
+
+def measure(command: list[str]) -> tuple[float, int]:
+    """Run a command; its wall time and the peak of the summed RSS of it and its children
+    (sampled every 0.2 s: the JVM and Python workers of Spark included)."""
+    import psutil
+
+    began = time.perf_counter()
+    process = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    while process.poll() is None:
+        tree = [process, *process.children(recursive=True)]
+        rss = 0
+        for member in tree:
+            with contextlib.suppress(psutil.Error):
+                rss += member.memory_info().rss
+        peak = max(peak, rss)
+        time.sleep(SAMPLE_S)
+    seconds = time.perf_counter() - began
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}")
+    return seconds, peak
+
+
+def compare_engines(source: Path, workdir: Path, *, tariffs: Path, master: str) -> list[EngineRun]:
+    """`callrate rate` on `source` with the local engine, then with Spark on `master`."""
+    rows = pq.ParquetFile(source).metadata.num_rows
+    callrate = [sys.executable, "-m", "service.cli", "--tariffs", str(tariffs), "rate"]
+    runs = []
+    for engine, extra in (
+        ("local", ["-o", str(workdir / "local.parquet")]),
+        (
+            f"spark {master}",
+            ["-o", str(workdir / "spark"), "--engine", "spark", "--master", master],
+        ),
+    ):
+        seconds, peak = measure([*callrate, str(source), *extra])
+        runs.append(EngineRun(engine, rows, seconds, peak))
+    return runs

@@ -123,18 +123,16 @@ def _check_rate_files(args: argparse.Namespace) -> Path:
 
 
 def _rate(args: argparse.Namespace) -> int:
+    if args.engine == "spark":
+        return _rate_on_spark(args)
     import pyarrow as pa
 
     from service.batchio import progress_bar, rate_file
 
+    args.input, args.output = Path(args.input), Path(args.output)
     rejected = _check_rate_files(args)
     rater = load_rater_or_refuse(args.tariffs)
-    default_plan = args.default_plan or get_settings().default_plan
-    check_plan(
-        rater,
-        default_plan,
-        source="--default-plan" if args.default_plan else "CALLRATE_DEFAULT_PLAN",
-    )
+    default_plan = _default_plan(rater, args)
     try:
         summary = rate_file(
             args.input,
@@ -152,9 +150,52 @@ def _rate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_plan(rater: Rater, args: argparse.Namespace) -> str | None:
+    """--default-plan, else CALLRATE_DEFAULT_PLAN: refused unless the tariffs have it."""
+    default_plan: str | None = args.default_plan or get_settings().default_plan
+    source = "--default-plan" if args.default_plan else "CALLRATE_DEFAULT_PLAN"
+    check_plan(rater, default_plan, source=source)
+    return default_plan
+
+
+def _without_spark(command: str) -> bool:
+    """True, having said how to get it, when PySpark is not installed."""
+    from service.spark_engine import SparkUnavailable, require_pyspark
+
+    try:
+        require_pyspark()
+    except SparkUnavailable as missing:
+        print(f"callrate {command}: {missing}", file=sys.stderr)
+        return True
+    return False
+
+
+def _rate_on_spark(args: argparse.Namespace) -> int:
+    from service.spark_engine import rate_on_spark, spark_session
+
+    if _without_spark("rate"):
+        return 2
+    default_plan = _default_plan(load_rater_or_refuse(args.tariffs), args)
+    with spark_session(args.master) as spark:
+        summary = rate_on_spark(
+            spark,
+            args.input,
+            args.output,
+            tariffs=args.tariffs,
+            default_plan=default_plan,
+            require_id=args.require_id,
+            partitions=args.partitions,
+            batch_rows=args.batch_rows,
+        )
+    print(summary.line())
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from service.bench import apply_single_thread, run_bench
 
+    if args.engine == "spark":
+        return _bench_engines(args)
     rater = load_rater_or_refuse(args.tariffs)
     apply_single_thread()
     result = run_bench(rater, args.rows, seed=args.seed, scalar_rows=args.scalar_rows)
@@ -162,10 +203,29 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_engines(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from service.bench import compare_engines, write_cdr_file
+
+    if _without_spark("bench"):
+        return 2
+    with tempfile.TemporaryDirectory(prefix="callrate-bench-") as work:
+        workdir = Path(work)
+        source = args.file or workdir / "cdrs.parquet"
+        if args.file is None:
+            write_cdr_file(load_rater_or_refuse(args.tariffs), args.rows, source, seed=args.seed)
+        runs = compare_engines(source, workdir, tariffs=args.tariffs, master=args.master)
+    print(f"{runs[0].rows:,} CDRs in {source}")
+    print("\n".join(run.line() for run in runs))
+    print(f"spark / local wall time: {runs[1].seconds / runs[0].seconds:,.2f}x")
+    return 0
+
+
 def _rerate(args: argparse.Namespace) -> int:
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
-    from service.rerate import epoch_s, job_out, run_job, start_job
+    from service.rerate import apply_results, epoch_s, export_window, job_out, run_job, start_job
     from service.security import Actor
     from service.usage import check_database_url, database_errors
 
@@ -180,6 +240,20 @@ def _rerate(args: argparse.Namespace) -> int:
         upgrade(url=url, migrations_dir=settings.migrations_dir)
         engine = make_engine(url, pool_size=2)
     sessions = make_sessionmaker(engine)
+    actor = Actor(key_id="cli", role="admin")
+    if args.export is not None:
+        try:
+            count = export_window(
+                sessions,
+                window_from=args.window_from,
+                window_to=args.window_to,
+                directory=args.export,
+                actor=actor,
+            )
+        finally:
+            engine.dispose()
+        print(f"{count:,} CDRs exported to {args.export}")
+        return 0
     try:
         with database_errors(), sessions.begin() as session:
             job = start_job(
@@ -187,9 +261,18 @@ def _rerate(args: argparse.Namespace) -> int:
                 window_from=args.window_from,
                 window_to=args.window_to,
                 dry_run=args.dry_run,
-                actor=Actor(key_id="cli", role="admin"),
+                actor=actor,
             )
-        job = run_job(sessions, job_id=job.id, rater=rater, default_plan=settings.default_plan)
+        if args.apply is not None:
+            job = apply_results(
+                sessions,
+                job_id=job.id,
+                rater=rater,
+                default_plan=settings.default_plan,
+                results=args.apply,
+            )
+        else:
+            job = run_job(sessions, job_id=job.id, rater=rater, default_plan=settings.default_plan)
         print(job_out(job).model_dump_json(by_alias=True))
     finally:
         engine.dispose()
@@ -279,13 +362,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rate every CDR of a file, one record batch at a time. Formats come from "
         "the file extensions: .parquet/.pq, .csv, .ndjson/.jsonl.",
     )
+    # Text, not Path: the spark engine also takes URIs (hdfs://…), which Path would alter.
     rate.add_argument(
-        "input", type=Path, metavar="INPUT", help="CDR file: .parquet, .pq, .csv, .ndjson, .jsonl"
+        "input",
+        metavar="INPUT",
+        help="CDR file: .parquet, .pq, .csv, .ndjson, .jsonl; with --engine spark also a "
+        "directory, a glob or a URI",
     )
     rate.add_argument(
         "-o",
         "--output",
-        type=Path,
         required=True,
         metavar="OUT",
         help="file for the rated rows; its extension picks the format (required)",
@@ -314,6 +400,26 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument(
         "--require-id", action="store_true", help="reject rows without an id (default: off)"
     )
+    rate.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local: stream on this machine; spark: IN is a Parquet/CSV/NDJSON file, directory "
+        "or glob, OUT a Parquet dataset and OUT.rejected (docs/scale.md)",
+    )
+    rate.add_argument(
+        "--master",
+        default=None,
+        metavar="URL",
+        help="spark: master URL, e.g. spark://host:7077 or yarn (default: local[*])",
+    )
+    rate.add_argument(
+        "--partitions",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="spark: repartition the input into N partitions (default: as Spark reads it)",
+    )
     rate.set_defaults(handler=_rate)
 
     bench = commands.add_parser(
@@ -330,6 +436,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="rows timed on the per-call path",
     )
+    bench.add_argument(
+        "--engine",
+        choices=("batch", "spark"),
+        default="batch",
+        help="spark: time `callrate rate` with the local engine and with Spark on one file",
+    )
+    bench.add_argument(
+        "--file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="spark: Parquet CDR file to rate (default: --rows generated CDRs)",
+    )
+    bench.add_argument("--master", default="local[2]", metavar="URL", help="spark: master URL")
     bench.set_defaults(handler=_bench)
 
     rerate = commands.add_parser(
@@ -370,6 +490,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="make the SQLite database if it does not exist (default: refuse, a typo "
         "would rate an empty database)",
+    )
+    cluster = rerate.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--export",
+        type=Path,
+        metavar="DIR",
+        help="write the window's CDRs and registry profiles as Parquet for "
+        "`callrate rate DIR -o OUT --engine spark` (docs/scale.md)",
+    )
+    cluster.add_argument(
+        "--apply",
+        type=Path,
+        metavar="OUT",
+        help="append the ratings of that Spark output (OUT and OUT.rejected) that changed, "
+        "checked by the per-call path",
     )
     rerate.set_defaults(handler=_rerate)
 

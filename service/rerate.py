@@ -15,26 +15,33 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api import schemas
+from service.batchio import PROFILE_SCHEMA
 from service.db import repository
 from service.db.models import RerateJob
+from service.db.repository import CurrentRating
 from service.errors import InvalidInput, NotFound
 from service.flows import default_profile, profile_of, rating_row
 from service.metrics import Metrics, RerateProgress
 from service.rating.batch import BatchRater
 from service.rating.cdr import DEFAULT_OFFSET, EPOCH
-from service.rating.scalar import Rater
+from service.rating.scalar import Rater, SubscriberProfile
 from service.security import Actor, write_audit
+from service.spark_engine import rejected_output
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 20_000
+EXPORT_ROWS_PER_FILE = 1_000_000
+RESULT_COLUMNS = ("id", "charge_fen", "tariff")
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 SOURCE = "rerate"
 _TEXT_FIELDS = ("id", "caller", "callee", "start", "type", "visited_area", "plan")
@@ -222,28 +229,59 @@ def warm_batch_kernels(rater: Rater) -> BatchRater:
     return batch
 
 
+def _profiles(session: Session, rows: list[CurrentRating]) -> dict[str, SubscriberProfile]:
+    """Registry profiles of the chunk's callers."""
+    registry = repository.subscribers_by_msisdn(session, msisdns=sorted({row[1] for row in rows}))
+    return {msisdn: profile_of(entry) for msisdn, entry in registry.items()}
+
+
 def rerate_chunk(
     session: Session,
     *,
     rater: Rater,
     batch: BatchRater,
-    rows: list[tuple[str, str, str, int, str, int, int]],
+    rows: list[CurrentRating],
     default_plan: str | None,
     dry_run: bool,
     now: datetime,
 ) -> ChunkResult:
     """Re-rate one chunk of (id, caller, raw, start, tariff, charge, seq) rows."""
     records: list[dict[str, Any]] = [orjson.loads(row[2]) for row in rows]
-    registry = repository.subscribers_by_msisdn(session, msisdns=sorted({row[1] for row in rows}))
-    profiles = {msisdn: profile_of(entry) for msisdn, entry in registry.items()}
+    profiles = _profiles(session, rows)
     rated = batch.rate(_columns(records), subscribers=profiles, default_plan=default_plan)
-    charges = rated.column("charge_fen").to_pylist()
-    tariffs = rated.column("tariff").to_pylist()
+    charges, tariffs = rated.column("charge_fen").to_pylist(), rated.column("tariff").to_pylist()
+    return append_changed(
+        session,
+        rater=rater,
+        rows=rows,
+        records=records,
+        profiles=profiles,
+        results=list(zip(charges, tariffs, strict=True)),
+        default_plan=default_plan,
+        dry_run=dry_run,
+        now=now,
+    )
+
+
+def append_changed(
+    session: Session,
+    *,
+    rater: Rater,
+    rows: list[CurrentRating],
+    records: list[dict[str, Any]],
+    profiles: dict[str, SubscriberProfile],
+    results: list[tuple[int | None, str | None]],
+    default_plan: str | None,
+    dry_run: bool,
+    now: datetime,
+) -> ChunkResult:
+    """Append a rating for each row whose batch result (charge, tariff; None: rejected)
+    differs from its current rating, after the per-call path has agreed on it."""
     fallback = default_profile(default_plan)
     new_rows: list[dict[str, Any]] = []
     rejected = delta = 0
     for index, (cdr_id, caller, _raw, _start, tariff, charge, seq) in enumerate(rows):
-        new_charge, new_tariff = charges[index], tariffs[index]
+        new_charge, new_tariff = results[index]
         if new_charge is None:
             rejected += 1  # e.g. its plan left the tariff: keep the history, report it
             continue
@@ -316,10 +354,7 @@ def run_job(
                     dry_run=job.dry_run,
                     now=now,
                 )
-                job.processed += result.processed
-                job.changed += result.changed
-                job.rejected += result.rejected
-                job.delta_fen += result.delta_fen
+                _count(job, result)
                 if result.last is not None:
                     job.cursor_start_epoch_s, job.cursor_id = result.last
             progress.chunk(
@@ -329,12 +364,24 @@ def run_job(
         return job
     except Exception as exc:
         progress.finish(FAILED)
-        with sessions.begin() as session:
-            job = _job(session, job_id)
-            job.status, job.error = FAILED, f"{type(exc).__name__}: {exc}"[:2000]
-            job.updated_at = job.finished_at = utcnow()
-        log.exception("rerate %s failed", job_id)
+        _fail(sessions, job_id, exc)
         raise
+
+
+def _count(job: RerateJob, result: ChunkResult) -> None:
+    job.processed += result.processed
+    job.changed += result.changed
+    job.rejected += result.rejected
+    job.delta_fen += result.delta_fen
+
+
+def _fail(sessions: sessionmaker[Session], job_id: str, exc: Exception) -> None:
+    """Record the failure on the job row and in the log."""
+    with sessions.begin() as session:
+        job = _job(session, job_id)
+        job.status, job.error = FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+        job.updated_at = job.finished_at = utcnow()
+    log.exception("rerate %s failed", job_id)
 
 
 def _job(session: Session, job_id: str) -> RerateJob:
@@ -342,3 +389,142 @@ def _job(session: Session, job_id: str) -> RerateJob:
     if job is None:
         raise LookupError(f"no rerate job {job_id}")
     return job
+
+
+# -- the cluster flow: export the window, rate it on Spark, apply the results -----------------
+
+
+def export_window(
+    sessions: sessionmaker[Session],
+    *,
+    window_from: datetime,
+    window_to: datetime,
+    directory: Path,
+    actor: Actor,
+    chunk_rows: int = CHUNK_ROWS,
+    rows_per_file: int = EXPORT_ROWS_PER_FILE,
+) -> int:
+    """Write the window's CDRs, each with its caller's registry profile, as Parquet files
+    `callrate rate --engine spark` reads; the number of CDRs written."""
+    from_s, to_s = epoch_s(window_from), epoch_s(window_to)
+    if from_s >= to_s:
+        raise InvalidInput("from must be before to")
+    if directory.exists() and any(directory.iterdir()):
+        raise InvalidInput(f"{directory} is not empty")
+    directory.mkdir(parents=True, exist_ok=True)
+    schema = pa.unify_schemas([BATCH_SCHEMA, PROFILE_SCHEMA])
+    files = count = 0
+    writer: pq.ParquetWriter | None = None
+    after: tuple[int, str] | None = None
+    try:
+        with sessions() as session:
+            while rows := repository.current_ratings_between(
+                session, from_epoch_s=from_s, to_epoch_s=to_s, after=after, limit=chunk_rows
+            ):
+                if writer is None or count >= files * rows_per_file:
+                    if writer is not None:
+                        writer.close()
+                    writer = pq.ParquetWriter(directory / f"part-{files:05d}.parquet", schema)
+                    files += 1
+                writer.write_table(_export_table(session, rows, schema))
+                count += len(rows)
+                after = (rows[-1][3], rows[-1][0])
+        if writer is None:  # an empty window: an empty file still tells Spark the columns
+            pq.write_table(schema.empty_table(), directory / "part-00000.parquet")
+    finally:
+        if writer is not None:
+            writer.close()
+    with sessions.begin() as session:
+        detail = f"{count} CDRs [{from_s}, {to_s}) to {directory}"
+        write_audit(
+            session, actor=actor, action="rerate.export", subject=None, detail=detail, at=utcnow()
+        )
+    return count
+
+
+def _export_table(session: Session, rows: list[CurrentRating], schema: pa.Schema) -> pa.Table:
+    """A chunk's batch-path columns beside its callers' registry profiles."""
+    records = [orjson.loads(row[2]) for row in rows]
+    registry = _profiles(session, rows)
+    profiles = [registry.get(row[1]) for row in rows]
+    columns = _columns(records)
+    subscribers = pa.table(
+        {
+            "subscriber": [row[1] if p else None for row, p in zip(rows, profiles, strict=True)],
+            "subscriber_plan": [p.plan if p else None for p in profiles],
+            "subscriber_home_area": [p.home_area if p else None for p in profiles],
+            "subscriber_packages": [list(p.packages) if p else None for p in profiles],
+        },
+        schema=PROFILE_SCHEMA,
+    )
+    return pa.table([*columns.columns, *subscribers.columns], schema=schema)
+
+
+def apply_results(
+    sessions: sessionmaker[Session],
+    *,
+    job_id: str,
+    rater: Rater,
+    default_plan: str | None,
+    results: Path,
+    chunk_rows: int = CHUNK_ROWS,
+) -> RerateJob:
+    """Apply `callrate rate --engine spark` output (OUT and OUT.rejected) as the job's
+    results: checked and appended exactly as `run_job` does, each chunk committed with the
+    job's progress; applying again appends nothing."""
+    import pyarrow.dataset as ds
+
+    rejected = rejected_output(str(results))
+    try:
+        for path, columns in ((str(results), RESULT_COLUMNS), (rejected, ("id",))):
+            for batch in ds.dataset(path, format="parquet").to_batches(
+                columns=list(columns), batch_size=chunk_rows
+            ):
+                if batch.num_rows:
+                    _apply_batch(sessions, job_id, rater, default_plan, batch)
+        with sessions.begin() as session:
+            job = _job(session, job_id)
+            job.status = DONE
+            job.updated_at = job.finished_at = utcnow()
+            return job
+    except Exception as exc:
+        _fail(sessions, job_id, exc)
+        raise
+
+
+def _apply_batch(
+    sessions: sessionmaker[Session],
+    job_id: str,
+    rater: Rater,
+    default_plan: str | None,
+    batch: pa.RecordBatch,
+) -> None:
+    ids = batch.column("id").to_pylist()
+    if "charge_fen" in batch.schema.names:
+        charges = batch.column("charge_fen").to_pylist()
+        tariffs = batch.column("tariff").cast(pa.string()).to_pylist()
+    else:  # rejected rows
+        charges = tariffs = [None] * len(ids)
+    with sessions.begin() as session:
+        job = _job(session, job_id)
+        stored = {row[0]: row for row in repository.current_ratings_of(session, cdr_ids=ids)}
+        rows = []
+        for cdr_id in ids:
+            row = stored.get(cdr_id)
+            if row is None or not job.from_epoch_s <= row[3] < job.to_epoch_s:
+                raise InvalidInput(f"result for CDR {cdr_id}, not stored in the job's window")
+            rows.append(row)
+        now = utcnow()
+        result = append_changed(
+            session,
+            rater=rater,
+            rows=rows,
+            records=[orjson.loads(row[2]) for row in rows],
+            profiles=_profiles(session, rows),
+            results=list(zip(charges, tariffs, strict=True)),
+            default_plan=default_plan,
+            dry_run=job.dry_run,
+            now=now,
+        )
+        _count(job, result)
+        job.status, job.updated_at = RUNNING, now

@@ -39,3 +39,18 @@ def test_bench_runs_and_reports(
     out = capsys.readouterr().out
     assert "batch / per-call" in out
     assert "memory-copy baseline" in out
+
+
+def test_measure_counts_the_whole_process_tree() -> None:
+    import sys
+
+    from service.bench import measure
+
+    # A parent that starts a child holding 300 MiB: the peak is the sum, not the parent's.
+    child = "b = bytearray(300 * 2**20); import time; time.sleep(1.5)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    seconds, peak = measure([sys.executable, "-c", parent])
+    assert seconds >= 1.5
+    assert peak > 300 * 2**20
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        measure([sys.executable, "-c", "raise SystemExit(3)"])

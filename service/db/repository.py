@@ -458,23 +458,18 @@ def count_cdrs_between(session: Session, *, from_epoch_s: int, to_epoch_s: int) 
     return int(count or 0)
 
 
-def current_ratings_between(
-    session: Session,
-    *,
-    from_epoch_s: int,
-    to_epoch_s: int,
-    after: tuple[int, str] | None,
-    limit: int,
-) -> list[tuple[str, str, str, int, str, int, int]]:
-    """Next CDRs in [from, to) by (start, id) after `after`, each with its current rating:
-    (id, caller, raw, start_epoch_s, tariff, charge_fen, seq)."""
+CurrentRating = tuple[str, str, str, int, str, int, int]
+
+
+def _with_current_rating() -> Any:
+    """CDRs joined to their current (highest seq) rating, as `CurrentRating` columns."""
     latest = (
         select(func.max(RatingRow.seq))
         .where(RatingRow.cdr_id == Cdr.id)
         .correlate(Cdr)
         .scalar_subquery()
     )
-    statement = (
+    return (
         select(
             Cdr.id,
             Cdr.caller,
@@ -485,11 +480,23 @@ def current_ratings_between(
             RatingRow.seq,
         )
         .join(RatingRow, RatingRow.cdr_id == Cdr.id)
-        .where(
-            Cdr.start_epoch_s >= from_epoch_s,
-            Cdr.start_epoch_s < to_epoch_s,
-            RatingRow.seq == latest,
-        )
+        .where(RatingRow.seq == latest)
+    )
+
+
+def current_ratings_between(
+    session: Session,
+    *,
+    from_epoch_s: int,
+    to_epoch_s: int,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> list[CurrentRating]:
+    """Next CDRs in [from, to) by (start, id) after `after`, each with its current rating:
+    (id, caller, raw, start_epoch_s, tariff, charge_fen, seq)."""
+    statement = (
+        _with_current_rating()
+        .where(Cdr.start_epoch_s >= from_epoch_s, Cdr.start_epoch_s < to_epoch_s)
         .order_by(Cdr.start_epoch_s, Cdr.id)
         .limit(limit)
     )
@@ -499,6 +506,15 @@ def current_ratings_between(
         (row[0], row[1], row[2], row[3], row[4], row[5], row[6])
         for row in session.execute(statement)
     ]
+
+
+def current_ratings_of(session: Session, *, cdr_ids: Sequence[str]) -> list[CurrentRating]:
+    """Stored CDRs among `cdr_ids` with their current rating, as `current_ratings_between`."""
+    found: list[CurrentRating] = []
+    for chunk in _chunks(cdr_ids):
+        statement = _with_current_rating().where(_member_of(session, Cdr.id, chunk))
+        found.extend((r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in session.execute(statement))
+    return found
 
 
 # --- a subscriber's month (bill inquiry, 详单) ---------------------------------------------------
