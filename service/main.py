@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from service.admission import AdmissionMiddleware
 from service.api import cdrs, ops, quote, subscribers, suspense
 from service.api import rerate as rerate_api
 from service.api.deps import Transactions
@@ -104,7 +105,8 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     for module in (quote, cdrs, subscribers, suspense, rerate_api, ops):
         app.include_router(module.router)
-    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.add_middleware(AdmissionMiddleware, max_in_flight=settings.max_in_flight)
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)  # outermost: counts refusals
     return app
 
 

@@ -93,7 +93,7 @@ def make_engine(
     """
     options: dict[str, Any] = {
         "pool_size": pool_size,
-        "max_overflow": pool_size,
+        "max_overflow": 0,  # bounded: PostgreSQL backends <= workers x the engines' pools
         "hide_parameters": True,  # error messages and logs would otherwise print raw records
     }
     if audit_only:
