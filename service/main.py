@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from service.admission import AdmissionMiddleware
 from service.api import cdrs, ops, quote, subscribers, suspense
 from service.api import rerate as rerate_api
-from service.api.deps import Transactions
+from service.audit_batcher import AuditBatcher
 from service.config import Settings, get_settings
 from service.db.session import DbTimeouts, make_engine, make_sessionmaker
 from service.errors import ErrorBody, install_error_handlers
@@ -23,6 +23,7 @@ from service.flows import utcnow
 from service.metrics import HttpMetricsMiddleware, Metrics
 from service.rating import load_rater
 from service.rating.scalar import Rater
+from service.registry_cache import RegistryCache
 from service.rerate import warm_batch_kernels
 from service.security import KeyRing, ensure_keys, install_log_masking, parse_api_keys
 
@@ -60,9 +61,13 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         )
         app.state.sessions = make_sessionmaker(engine)
         audit_engine = make_engine(
-            url, pool_size=settings.db_pool_size, audit_only=True, timeouts=timeouts
+            url, pool_size=settings.db_pool_size, audit_only=True, timeouts=timeouts, pre_ping=False
         )
-        app.state.audit_transactions = Transactions(audit_engine)
+        # quotes: the registry cached per worker, audit rows written in groups
+        app.state.registry_cache = RegistryCache(audit_engine)
+        app.state.registry_cache.watch(app.state.sessions)
+        app.state.registry_cache.start()
+        app.state.audit_batcher = AuditBatcher(audit_engine)
         # /readyz has its own connection and shorter bounds: it answers while the request
         # pools are exhausted by a database that stopped answering.
         ready_s = settings.readyz_timeout_s
@@ -89,6 +94,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
             yield
         finally:
             gc.unfreeze()
+            app.state.registry_cache.stop()
             ready_engine.dispose()
             audit_engine.dispose()
             engine.dispose()
