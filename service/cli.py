@@ -77,6 +77,11 @@ def _rate(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from service.bench import apply_single_thread, run_bench
 
+    if args.target == "service":
+        from service.bench_service import run
+
+        return run(args, get_settings().database_url)
+
     apply_single_thread()
     result = run_bench(
         load_rater(args.tariffs), args.rows, seed=args.seed, scalar_rows=args.scalar_rows
@@ -157,13 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
     rate.set_defaults(handler=_rate)
 
     bench = commands.add_parser(
-        "bench", help="time the per-call and batch paths on generated CDRs (one core)"
+        "bench",
+        help="time the per-call and batch paths on generated CDRs (one core); "
+        "`bench service`: the served service against this machine's limits",
     )
+    bench.add_argument("target", nargs="?", choices=("rating", "service"), default="rating")
     bench.add_argument("--rows", type=int, default=2_000_000, help="CDRs to generate")
     bench.add_argument("--seed", type=int, default=0, help="generator seed")
     bench.add_argument(
         "--scalar-rows", type=int, default=100_000, help="rows timed on the per-call path"
     )
+    from service.bench_service import add_arguments as add_service_bench_arguments
+
+    add_service_bench_arguments(bench)
     bench.set_defaults(handler=_bench)
 
     rerate = commands.add_parser(
