@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         app.state.registry_cache = RegistryCache(audit_engine)
         app.state.registry_cache.watch(app.state.sessions)
         app.state.registry_cache.start()
-        app.state.audit_batcher = AuditBatcher(audit_engine)
+        app.state.audit_batcher = AuditBatcher(audit_engine, timeouts=timeouts)
         # /readyz has its own connection and shorter bounds: it answers while the request
         # pools are exhausted by a database that stopped answering.
         ready_s = settings.readyz_timeout_s
@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         finally:
             gc.unfreeze()
             app.state.registry_cache.stop()
+            await app.state.audit_batcher.close()
             ready_engine.dispose()
             audit_engine.dispose()
             engine.dispose()
