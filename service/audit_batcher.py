@@ -11,7 +11,7 @@ the row(s) that cause it by inserting the rows of that group one by one.
 On PostgreSQL the batcher writes on one asyncio connection of its own (no thread hop, no
 pool: one INSERT runs at a time) with the service's bounds: connect_timeout, the server's
 statement_timeout, and a client-side deadline for a server that does not answer at all;
-one statement, `INSERT ... SELECT FROM unnest(arrays)`, prepared once, whatever the group
+one statement, `INSERT ... SELECT FROM json_populate_recordset`, prepared once, whatever the group
 size. A connection found dead is replaced and the INSERT retried once. SQLite: the INSERT
 runs in a worker thread on the engine.
 """
@@ -24,6 +24,7 @@ import math
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import orjson
 import psycopg
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
@@ -112,12 +113,13 @@ class AuditBatcher:
             await self._postgres.close()
 
 
-_UNNEST_INSERT = (
+# The group as one JSON text parameter: rendering it (orjson) costs a few µs, where psycopg
+# adapting a parameter per column and row cost ~100 µs a group.
+_GROUP_INSERT = (
     "INSERT INTO audit_log (at, key_id, role, action, subject, detail) "
-    "SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::text[], "
-    "%s::text[], %s::text[])"
+    "SELECT at, key_id, role, action, subject, detail "
+    "FROM json_populate_recordset(NULL::audit_log, %s::json)"
 )
-_COLUMNS = ("at", "key_id", "role", "action", "subject", "detail")
 
 
 class _Deadline(psycopg.OperationalError):
@@ -138,11 +140,11 @@ class _PostgresWriter:
         self._connection: psycopg.AsyncConnection[Any] | None = None
 
     async def insert(self, rows: Sequence[Row]) -> None:
-        values = [[row[name] for row in rows] for name in _COLUMNS]
+        values = (orjson.dumps(rows).decode(),)
         fresh = self._connection is None
         connection = await self._connect()
         try:
-            await self._bounded(connection.execute(_UNNEST_INSERT, values, prepare=True))
+            await self._bounded(connection.execute(_GROUP_INSERT, values, prepare=True))
         except psycopg.OperationalError:
             dead = (not connection.closed and connection.broken) or connection.closed
             self._drop()
@@ -150,7 +152,7 @@ class _PostgresWriter:
                 raise
             connection = await self._connect()  # the pooled one was dead: once more
             try:
-                await self._bounded(connection.execute(_UNNEST_INSERT, values, prepare=True))
+                await self._bounded(connection.execute(_GROUP_INSERT, values, prepare=True))
             except psycopg.OperationalError:
                 self._drop()
                 raise
