@@ -88,12 +88,14 @@ def libpq_url(url: str) -> str:
 
 
 @contextlib.contextmanager
-def server(command: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[str]:
+def server(
+    command: list[str], env: dict[str, str], port: int, log: Path, *, cwd: Path | None = None
+) -> Iterator[str]:
     """A server process on a loopback port; yields its base URL once /healthz answers."""
     base = f"http://127.0.0.1:{port}"
     with log.open("wb") as output:
         process = subprocess.Popen(  # noqa: S603 (our own interpreter and modules)
-            command, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT
+            command, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT, cwd=cwd
         )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -268,6 +270,7 @@ def run_service_bench(
     connections: int = 4,
     seconds: float = 5.0,
     pool_size: int = 8,
+    service_path: Path | None = None,
 ) -> dict[str, Any]:
     """The whole measurement (see the module's docstring); PostgreSQL only."""
     if make_url(database_url).get_backend_name() != "postgresql":
@@ -289,9 +292,12 @@ def run_service_bench(
             "CALLRATE_DATA_DIR": scratch,
             "CALLRATE_DB_POOL_SIZE": str(pool_size),
         }
+        if service_path is not None:  # another source tree's service (before and after)
+            env["PYTHONPATH"] = str(service_path)  # `python -m` looks in its cwd first
         serve = [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)]
         port = _free_port()
-        with server([*serve, "--port", str(port)], env, port, logs / "serve.log") as base:
+        command = [*serve, "--port", str(port)]
+        with server(command, env, port, logs / "serve.log", cwd=service_path) as base:
             ingested = uvloop.run(
                 loadtest.ingest(
                     url=base,
@@ -331,7 +337,8 @@ def run_service_bench(
             "floor_quotes_per_s": round(floor_per_s),
             "quote_capacity_per_s": round(capacity),
             "quote_to_floor": round(capacity / floor_per_s, 2) if floor_per_s else None,
-            "postgres_backends_bound": workers * (2 * pool_size + 2),
+            # per worker: request and quote pools, /readyz, registry listener, audit writer
+            "postgres_backends_bound": workers * (2 * pool_size + 3),
             "ingest": ingested,
         }
     )
@@ -348,6 +355,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="ingest batches in flight")
     parser.add_argument("--connections", type=int, default=4, help="closed-loop connections")
     parser.add_argument("--seconds", type=float, default=5.0, help="each quote measurement")
+    parser.add_argument(
+        "--service-path",
+        type=Path,
+        help="serve the service from this source tree (e.g. an earlier commit's, to compare)",
+    )
 
 
 def run(args: argparse.Namespace, database_url: str | None) -> int:
@@ -364,6 +376,7 @@ def run(args: argparse.Namespace, database_url: str | None) -> int:
         concurrency=args.concurrency,
         connections=args.connections,
         seconds=args.seconds,
+        service_path=args.service_path,
     )
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     return 0

@@ -112,7 +112,11 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     for module in (quote, cdrs, subscribers, suspense, rerate_api, ops):
         app.include_router(module.router)
-    app.add_middleware(AdmissionMiddleware, max_in_flight=settings.max_in_flight)
+    app.add_middleware(
+        AdmissionMiddleware,
+        max_in_flight=settings.max_in_flight,
+        max_lag_s=settings.max_loop_lag_s,
+    )
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)  # outermost: counts refusals
     return app
 

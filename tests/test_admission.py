@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -113,3 +116,45 @@ def test_pools_have_no_overflow(tmp_path: Path) -> None:
         assert engine.pool._max_overflow == 0  # type: ignore[attr-defined]
     finally:
         engine.dispose()
+
+
+def test_a_lagging_event_loop_refuses_new_requests_until_it_catches_up() -> None:
+    release = asyncio.Event()
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    middleware = AdmissionMiddleware(slow_app, max_in_flight=4, max_lag_s=0.01)
+    scope = {"type": "http", "path": "/v1/quote", "method": "POST"}
+
+    async def request() -> list[Message]:
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await middleware(scope, _no_body, send)
+        return sent
+
+    async def scenario() -> tuple[int, int, int]:
+        first = asyncio.create_task(request())  # in flight, waiting
+        await asyncio.sleep(0.02)
+        time.sleep(0.1)  # the loop is saturated: the watcher's timer fires late
+        await asyncio.sleep(0)
+        while middleware.lag_s <= 0.01:
+            await asyncio.sleep(0)
+        refused = (await asyncio.wait_for(request(), timeout=5))[0]["status"]
+        while middleware.lag_s > 0.01:  # caught up: the next timer fires on time
+            await asyncio.sleep(0.001)
+        second = asyncio.create_task(request())
+        await asyncio.sleep(0.01)
+        release.set()
+        return refused, (await first)[0]["status"], (await second)[0]["status"]
+
+    assert asyncio.run(scenario()) == (503, 200, 200)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
