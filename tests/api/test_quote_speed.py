@@ -17,15 +17,11 @@ from sqlalchemy.engine import make_url
 from service.config import Settings
 from service.rating.scalar import Rater
 from service.registry_cache import MISSING
-from tests.conftest_db import KEYS, KEYS_SPEC, TARIFFS, Api, fresh_database, running_api
+from tests.api.test_quote import AGENT
+from tests.api.test_quote import REQUEST as PLANNED
+from tests.conftest_db import KEYS_SPEC, TARIFFS, Api, fresh_database, running_api
 
-AGENT = {"Authorization": f"Bearer {KEYS['agent']}"}
-REQUEST = {
-    "caller": "13800138000",
-    "callee": "02188001234",
-    "start": "2010-03-01T10:00:00+08:00",
-    "duration_s": 125,
-}
+REQUEST = {name: value for name, value in PLANNED.items() if name != "plan"}
 
 
 def _settings(url: str, tmp_path: Path, **overrides: Any) -> Settings:
