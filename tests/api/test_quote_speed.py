@@ -14,7 +14,10 @@ import httpx
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
 
+from service.audit_batcher import AuditBatcher
 from service.config import Settings
+from service.db.session import make_engine
+from service.flows import utcnow
 from service.rating.scalar import Rater
 from service.registry_cache import MISSING
 from tests.api.test_quote import AGENT
@@ -184,3 +187,28 @@ def test_sqlite_has_no_registry_cache(tmp_path: Path, rater: Rater) -> None:
         assert api.post("/v1/quote", role="agent", json=REQUEST).status_code == 422
         assert not api.app.state.registry_cache.listening
         assert api.app.state.registry_cache.cached("13800138000") is MISSING
+
+
+def test_a_bad_row_fails_only_its_own_request(settings: Settings) -> None:
+    engine = make_engine(settings.effective_database_url, audit_only=True, pre_ping=False)
+    batcher = AuditBatcher(engine)
+    good = {"at": utcnow(), "key_id": "k", "role": "agent", "action": "quote", "detail": None}
+    bad = {**good, "at": "not a time", "subject": "bad"}
+
+    async def write_all() -> list[BaseException | None]:
+        rows = [{**good, "subject": f"s{i}"} for i in range(5)] + [bad]
+        results = await asyncio.gather(*(batcher.write(r) for r in rows), return_exceptions=True)
+        await batcher.close()
+        return results
+
+    try:
+        results = asyncio.run(write_all())
+    finally:
+        engine.dispose()
+    assert results[:5] == [None] * 5
+    assert isinstance(results[5], Exception)
+    check = create_engine(settings.effective_database_url, poolclass=pool.NullPool)
+    with check.connect() as connection:
+        subjects = connection.execute(text("SELECT subject FROM audit_log")).scalars().all()
+    check.dispose()
+    assert sorted(subjects) == [f"s{i}" for i in range(5)]
