@@ -356,25 +356,6 @@ def run_service_bench(
     return result
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `callrate bench service`."""
-    parser.add_argument("--database-url", help="PostgreSQL (default CALLRATE_DATABASE_URL)")
-    parser.add_argument("--workers", type=int, default=2, help="service and floor workers")
-    parser.add_argument("--batches", type=int, default=200, help="ingest batches")
-    parser.add_argument("--batch-size", type=int, default=1000, help="CDRs per ingest batch")
-    parser.add_argument("--concurrency", type=int, default=4, help="ingest batches in flight")
-    parser.add_argument("--connections", type=int, default=4, help="closed-loop connections")
-    parser.add_argument("--seconds", type=float, default=5.0, help="each quote measurement")
-    parser.add_argument(
-        "--max-loop-lag-s", type=float, help="CALLRATE_MAX_LOOP_LAG_S for the service"
-    )
-    parser.add_argument(
-        "--service-path",
-        type=Path,
-        help="serve the service from this source tree (e.g. an earlier commit's, to compare)",
-    )
-
-
 def run(args: argparse.Namespace, database_url: str | None) -> int:
     """`callrate bench service`: print the figures as JSON."""
     url = args.database_url or database_url

@@ -172,9 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--scalar-rows", type=int, default=100_000, help="rows timed on the per-call path"
     )
-    from service.bench_service import add_arguments as add_service_bench_arguments
-
-    add_service_bench_arguments(bench)
+    service = bench.add_argument_group("bench service (PostgreSQL; docs/performance-service.md)")
+    service.add_argument("--database-url", help="default CALLRATE_DATABASE_URL")
+    service.add_argument("--workers", type=int, default=2, help="service and floor workers")
+    service.add_argument("--batches", type=int, default=200, help="ingest batches")
+    service.add_argument("--batch-size", type=int, default=1000, help="CDRs per ingest batch")
+    service.add_argument("--concurrency", type=int, default=4, help="ingest batches in flight")
+    service.add_argument("--connections", type=int, default=4, help="closed-loop connections")
+    service.add_argument("--seconds", type=float, default=5.0, help="each quote measurement")
+    service.add_argument(
+        "--max-loop-lag-s", type=float, help="the service's CALLRATE_MAX_LOOP_LAG_S"
+    )
+    service.add_argument("--service-path", type=Path, help="serve another source tree's service")
     bench.set_defaults(handler=_bench)
 
     rerate = commands.add_parser(
