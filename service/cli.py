@@ -194,6 +194,11 @@ def _rate_on_spark(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from service.bench import apply_single_thread, run_bench
 
+    if args.target == "service":
+        from service.bench_service import run
+
+        return run(args, get_settings().database_url)
+
     if args.engine == "spark":
         return _bench_engines(args)
     rater = load_rater_or_refuse(args.tariffs)
@@ -423,7 +428,16 @@ def build_parser() -> argparse.ArgumentParser:
     rate.set_defaults(handler=_rate)
 
     bench = commands.add_parser(
-        "bench", help="time the per-call and batch paths on generated CDRs (one core)"
+        "bench",
+        help="time the per-call and batch paths on generated CDRs (one core); "
+        "`bench service`: the served service against this machine's limits",
+    )
+    bench.add_argument(
+        "target",
+        nargs="?",
+        choices=("rating", "service"),
+        default="rating",
+        help="rating: the per-call and batch paths; service: the served service (PostgreSQL)",
     )
     bench.add_argument(
         "--rows", type=positive_int, default=2_000_000, metavar="N", help="CDRs to generate"
@@ -450,6 +464,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="spark: Parquet CDR file to rate (default: --rows generated CDRs)",
     )
     bench.add_argument("--master", default="local[2]", metavar="URL", help="spark: master URL")
+    service = bench.add_argument_group("bench service (PostgreSQL; docs/performance-service.md)")
+    service.add_argument(
+        "--database-url", metavar="URL", help="PostgreSQL URL (default: CALLRATE_DATABASE_URL)"
+    )
+    service.add_argument(
+        "--workers", type=positive_int, default=2, metavar="N", help="service and floor workers"
+    )
+    service.add_argument(
+        "--batches", type=positive_int, default=200, metavar="N", help="ingest batches"
+    )
+    service.add_argument(
+        "--batch-size", type=positive_int, default=1000, metavar="N", help="CDRs per ingest batch"
+    )
+    service.add_argument(
+        "--concurrency", type=positive_int, default=4, metavar="N", help="ingest batches in flight"
+    )
+    service.add_argument(
+        "--connections",
+        type=positive_int,
+        default=4,
+        metavar="N",
+        help="closed-loop quote connections",
+    )
+    service.add_argument(
+        "--seconds", type=float, default=5.0, metavar="S", help="length of each quote measurement"
+    )
+    service.add_argument(
+        "--max-loop-lag-s",
+        type=float,
+        metavar="S",
+        help="the served service's CALLRATE_MAX_LOOP_LAG_S (default: its setting)",
+    )
+    service.add_argument(
+        "--service-path",
+        type=Path,
+        metavar="DIR",
+        help="serve another source tree's service package (before/after figures)",
+    )
     bench.set_defaults(handler=_bench)
 
     rerate = commands.add_parser(

@@ -34,7 +34,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16 * 1024 * 1024
     migrations_dir: Path = PROJECT_ROOT / "migrations"
     workers: int = 1  # uvicorn worker processes for `callrate serve`
-    db_pool_size: int = 8
+    db_pool_size: int = 8  # connections per pool, no overflow beyond it
+    # requests admitted at once per worker; past it 503 overloaded with Retry-After at once
+    max_in_flight: int = Field(default=64, ge=1)
+    # ... and while the event loop lags more than this (requests queue unseen); 0: off (a
+    # legitimate burst, e.g. 16 requests at once with large bodies, would be refused too)
+    max_loop_lag_s: float = Field(default=0.0, ge=0)
     sqlite_synchronous: str = "FULL"  # FULL: a 2xx batch survives power loss, not only a crash
     # Bounds on waiting for the database (docs/reliability.md): past them a request is
     # answered 503 database_unavailable with Retry-After instead of hanging.

@@ -545,27 +545,39 @@ def suspense_by_code(session: Session) -> dict[str, int]:
 # --- quote, reads, registry -------------------------------------------------------------------
 
 
-def quote(
-    db: repository.Executor,
+def parse_quote(request: object) -> CallRecord | Rejected:
+    """A quote request as a call, or why it is not one."""
+    try:
+        return parse_cdr(request, require_id=False)
+    except Rejected as rejection:
+        return rejection
+
+
+def rate_quote(
+    request: object,
+    call: CallRecord | Rejected,
     *,
+    registered: SubscriberProfile | None,
     rater: Rater,
     default_plan: str | None,
-    request: object,
     actor: Actor,
     now: datetime | None = None,
-) -> Rating | Rejected:
-    """Rate a quote request; stores nothing but the audit row (also for a rejected quote):
-    subject the caller, detail the masked callee and the outcome (charge or rejection)."""
-    call: CallRecord | None = None
+) -> tuple[Rating | Rejected, dict[str, Any]]:
+    """Rate a parsed quote request (`registered`: the caller's registry profile, None when
+    the registry does not know them) and the audit row to write before answering (also for
+    a rejected quote): subject the caller, detail the masked callee and the outcome."""
     result: Rating | Rejected
-    try:
-        call = parse_cdr(request, require_id=False)
-        row = repository.registry_entry(db, msisdn=call.caller)
-        profile = profile_of(row) if row is not None else default_profile(default_plan)
-        result = rater.rate(call, subscriber=profile)
-    except Rejected as rejection:
-        result = rejection
-    if call is not None:
+    if isinstance(call, Rejected):
+        result = call
+    else:
+        try:
+            result = rater.rate(
+                call,
+                subscriber=registered if registered is not None else default_profile(default_plan),
+            )
+        except Rejected as rejection:
+            result = rejection
+    if isinstance(call, CallRecord):
         subject: str | None = call.caller
         callee = mask_number(call.callee)
     else:  # rejected while parsing: the fields as sent, masked (they are not checked numbers)
@@ -574,15 +586,15 @@ def quote(
     outcome = (
         f"rejected {result.code}" if isinstance(result, Rejected) else f"{result.charge_fen} fen"
     )
-    write_audit(
-        db,
-        actor=actor,
-        action="quote",
-        subject=subject,
-        detail=f"callee {callee}; {outcome}"[:AUDIT_DETAIL_CHARS],
-        at=now or utcnow(),
-    )
-    return result
+    audit = {
+        "at": now or utcnow(),
+        "key_id": actor.key_id,
+        "role": actor.role,
+        "action": "quote",
+        "subject": subject,
+        "detail": f"callee {callee}; {outcome}"[:AUDIT_DETAIL_CHARS],
+    }
+    return result, audit
 
 
 AUDIT_SUBJECT_CHARS = 64  # audit_log.subject

@@ -12,12 +12,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from service.admission import AdmissionMiddleware
 from service.api import cdrs, ops, quote, subscribers, suspense, usage
 from service.api import rerate as rerate_api
 from service.api.console import console_files
-from service.api.deps import Transactions
 from service.api.docs import install_docs
 from service.api.guard import BodyGuardMiddleware
+from service.audit_batcher import AuditBatcher
 from service.config import Settings, get_settings
 from service.db.session import DbTimeouts, make_engine, make_sessionmaker
 from service.errors import ErrorBody, install_error_handlers
@@ -25,6 +26,7 @@ from service.flows import utcnow
 from service.metrics import HttpMetricsMiddleware, Metrics
 from service.rating import load_rater
 from service.rating.scalar import Rater
+from service.registry_cache import RegistryCache
 from service.requestlog import RequestLogMiddleware
 from service.rerate import warm_batch_kernels
 from service.security import KeyRing, ensure_keys, install_log_masking, parse_api_keys
@@ -63,14 +65,18 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         )
         app.state.sessions = make_sessionmaker(engine)
         audit_engine = make_engine(
-            url, pool_size=settings.db_pool_size, audit_only=True, timeouts=timeouts
+            url, pool_size=settings.db_pool_size, audit_only=True, timeouts=timeouts, pre_ping=False
         )
         for watched in (engine, audit_engine):
             metrics.watch_database(watched)
         metrics.set_build_info(
             version=app.version, tariffs=(t.version for t in app.state.rater.book.tariffs)
         )
-        app.state.audit_transactions = Transactions(audit_engine)
+        # quotes: the registry cached per worker, audit rows written in groups
+        app.state.registry_cache = RegistryCache(audit_engine)
+        app.state.registry_cache.watch(app.state.sessions)
+        app.state.registry_cache.start()
+        app.state.audit_batcher = AuditBatcher(audit_engine, timeouts=timeouts)
         # /readyz has its own connection and shorter bounds: it answers while the request
         # pools are exhausted by a database that stopped answering.
         ready_s = settings.readyz_timeout_s
@@ -97,6 +103,8 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
             yield
         finally:
             gc.unfreeze()
+            app.state.registry_cache.stop()
+            await app.state.audit_batcher.close()
             ready_engine.dispose()
             audit_engine.dispose()
             engine.dispose()
@@ -118,7 +126,12 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     app.mount("/agent", console_files(), name="agent")
     install_docs(app)
     app.add_middleware(BodyGuardMiddleware)
-    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.add_middleware(
+        AdmissionMiddleware,
+        max_in_flight=settings.max_in_flight,
+        max_lag_s=settings.max_loop_lag_s,
+    )
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)  # counts refusals too
     app.add_middleware(RequestLogMiddleware, log_format=settings.log_format)  # outermost
     return app
 

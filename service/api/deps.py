@@ -6,11 +6,11 @@ The ones that do no I/O are `async def` so they run on the event loop, not in a 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Connection, Engine
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -36,36 +36,6 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-T = TypeVar("T")
-
-
-class Transactions:
-    """Runs one unit of work on a Connection in a single worker-thread hop: committed before
-    this returns (on an autocommit engine, statement by statement), else rolled back.
-
-    For the hottest endpoint (quote): `async def` plus this costs one thread hand-off, where a
-    sync endpoint with SessionDep costs three (the dependency's enter and exit run in the
-    threadpool too), and Core statements on a Connection skip the ORM Session's bookkeeping.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    async def run(self, work: Callable[[Connection], T]) -> T:
-        """`work(connection)` in the threadpool, committed before this returns."""
-        return await run_in_threadpool(self._run, work)
-
-    def _run(self, work: Callable[[Connection], T]) -> T:
-        with self.engine.begin() as connection:
-            return work(connection)
-
-
-async def get_audit_transactions(request: Request) -> Transactions:
-    """Transactions that write nothing but an audit row (see db.session.make_engine)."""
-    transactions: Transactions = request.app.state.audit_transactions
-    return transactions
-
-
 async def get_rater(request: Request) -> Rater:
     """The tariffs and numbering loaded at start."""
     rater: Rater = request.app.state.rater
@@ -89,7 +59,23 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 RaterDep = Annotated[Rater, Depends(get_rater)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-AuditTransactionsDep = Annotated[Transactions, Depends(get_audit_transactions)]
+
+
+async def authenticate(request: Request, role: str) -> Actor:
+    """The caller's actor: its key must be valid (401) and allow `role` (403)."""
+    scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
+    if not credentials or scheme.lower() != "bearer":
+        raise Unauthenticated("an Authorization: Bearer <key> header is required")
+    keys: KeyRing = request.app.state.keys
+    actor = keys.authenticate(credentials)
+    if actor is None and keys.looks_up_stored:
+        actor = await run_in_threadpool(keys.authenticate_stored, credentials)
+    if actor is None:
+        raise Unauthenticated("the key is not valid")
+    request.state.role = actor.role  # for the request log line
+    if not actor.may(role):
+        raise Forbidden(f"role {actor.role} may not do this; it needs {role}")
+    return actor
 
 
 def require(role: str) -> Callable[..., Awaitable[Actor]]:
@@ -97,20 +83,9 @@ def require(role: str) -> Callable[..., Awaitable[Actor]]:
 
     async def dependency(
         request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Actor:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Unauthenticated("an Authorization: Bearer <key> header is required")
-        keys: KeyRing = request.app.state.keys
-        actor = keys.authenticate(credentials.credentials)
-        if actor is None and keys.looks_up_stored:
-            actor = await run_in_threadpool(keys.authenticate_stored, credentials.credentials)
-        if actor is None:
-            raise Unauthenticated("the key is not valid")
-        request.state.role = actor.role  # for the request log line
-        if not actor.may(role):
-            raise Forbidden(f"role {actor.role} may not do this; it needs {role}")
-        return actor
+        return await authenticate(request, role)
 
     return dependency
 

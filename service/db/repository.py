@@ -342,6 +342,8 @@ _REGISTRY_ENTRY = select(
     _SUBSCRIBERS.c.plan, _SUBSCRIBERS.c.home_area, _SUBSCRIBERS.c.packages
 ).where(_SUBSCRIBERS.c.msisdn == bindparam("msisdn"))
 _AUDIT_INSERT = _table(AuditRow).insert()
+REGISTRY_CHANNEL = "callrate_registry"  # PostgreSQL NOTIFY channel of registry writes
+REGISTRY_WRITTEN = "callrate.registry_written"  # Session.info flag, until its commit
 
 
 def registry_entry(db: Executor, *, msisdn: str) -> RegistryEntry | None:
@@ -369,6 +371,10 @@ def put_subscriber(
     row.packages = packages
     row.updated_at = updated_at
     session.flush()
+    session.info[REGISTRY_WRITTEN] = True  # this worker's registry cache: see RegistryCache.watch
+    if session.get_bind().dialect.name == "postgresql":
+        # delivered at commit to every worker's registry cache (service.registry_cache)
+        session.execute(text(f"NOTIFY {REGISTRY_CHANNEL}"))
     return row
 
 
@@ -423,6 +429,11 @@ def add_audit(
             "detail": detail,
         },
     )
+
+
+def add_audits(db: Executor, *, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append audit rows in one statement (at, key_id, role, action, subject, detail)."""
+    db.execute(_AUDIT_INSERT, list(rows))
 
 
 def list_audit(session: Session, *, after_id: int, limit: int) -> list[AuditRow]:

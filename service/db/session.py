@@ -73,6 +73,7 @@ def make_engine(
     sqlite_synchronous: str = "FULL",
     audit_only: bool = False,
     timeouts: DbTimeouts | None = None,
+    pre_ping: bool = True,
 ) -> Engine:
     """An engine configured for this service's durability and concurrency needs.
 
@@ -88,12 +89,14 @@ def make_engine(
     engine: a 2xx batch stays durable (SPEC §6.2).
 
     `timeouts`: bound every wait on the database (the service passes its settings); None
-    for tools that may run long statements (`callrate rerate`). Every engine hides the
+    for tools that may run long statements (`callrate rerate`). `pre_ping=False` (the quote
+    engine): no round trip before each checkout; its callers retry a statement once on a
+    fresh connection when the pooled one was dead (service.db.retry). Every engine hides the
     parameters of a failed statement from its error messages, so logs never show a record.
     """
     options: dict[str, Any] = {
         "pool_size": pool_size,
-        "max_overflow": pool_size,
+        "max_overflow": 0,  # bounded: PostgreSQL backends <= workers x the engines' pools
         "hide_parameters": True,  # error messages and logs would otherwise print raw records
     }
     if audit_only:
@@ -101,6 +104,7 @@ def make_engine(
     if timeouts is not None:
         options["pool_timeout"] = timeouts.pool_s
     if not is_sqlite(url):
+        options["pool_pre_ping"] = pre_ping
         return _postgres_engine(url, options=options, audit_only=audit_only, timeouts=timeouts)
     synchronous = "NORMAL" if audit_only else sqlite_synchronous.upper()
     if synchronous not in SQLITE_SYNCHRONOUS:
@@ -141,7 +145,7 @@ def _postgres_engine(
         connect_s = max(LIBPQ_MIN_CONNECT_TIMEOUT_S, math.ceil(timeouts.connect_s))
         options["connect_args"] = {"connect_timeout": connect_s}
         settings.append(f"SET statement_timeout = {round(timeouts.statement_s * 1000)}")
-    engine = create_engine(url, pool_pre_ping=True, **options)
+    engine = create_engine(url, **options)
     if timeouts is not None:
         io_timeout_s = timeouts.statement_s + CLIENT_GRACE_S
 

@@ -1,0 +1,377 @@
+"""`callrate bench service`: the service's speed next to this machine's own limits, one run.
+
+On a throwaway schema of a PostgreSQL database it measures, in order:
+1. ingest: `callrate loadtest ingest` against `callrate serve --workers N`, CDRs/s;
+2. the COPY ceiling: the rows that ingest stored (cdrs, ratings) copied again into tables
+   like theirs by COPY on 2 connections, committed: CDRs/s the database itself takes;
+3. the bare audited-ASGI floor (service.bench_floor under uvicorn, N workers), closed loop;
+4. quote capacity of the service, closed loop on the same connections and body;
+5. quotes open-loop at 50 % and 200 % of that capacity: admitted (200) p50/p99, share of
+   503, requests that got no answer, the most PostgreSQL backends of the service seen.
+Client and servers share the machine's cores; ratios within one run are what compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import uvloop
+from sqlalchemy import create_engine, pool, text
+from sqlalchemy.engine import make_url
+
+from service import loadtest
+from service.db.migrate import upgrade
+
+KEYS = {"switch": "bench-switch-key", "agent": "bench-agent-key"}
+START_TIMEOUT_S = 60.0
+COPY_TABLES = ("cdrs", "ratings")
+QUOTE_BODY = orjson.dumps(loadtest.record(0, prefix=None))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def throwaway_schema(database_url: str) -> Iterator[str]:
+    """A new schema, migrated; the URL that uses it. Dropped afterwards."""
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(database_url, poolclass=pool.NullPool)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = (
+        make_url(database_url)
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .render_as_string(hide_password=False)
+    )
+    try:
+        upgrade(url=url, migrations_dir=Path(__file__).resolve().parent.parent / "migrations")
+        yield url
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _named(url: str, application_name: str) -> str:
+    return (
+        make_url(url)
+        .update_query_dict({"application_name": application_name})
+        .render_as_string(hide_password=False)
+    )
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL as psycopg takes it (no +driver)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def server(
+    command: list[str], env: dict[str, str], port: int, log: Path, *, cwd: Path | None = None
+) -> Iterator[str]:
+    """A server process on a loopback port; yields its base URL once /healthz answers."""
+    base = f"http://127.0.0.1:{port}"
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter and modules)
+            command, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT, cwd=cwd
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[2]} exited during start; see {log}")
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=1.0) as answer:  # noqa: S310
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command[2]} did not start; see {log}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def copy_ceiling(url: str) -> dict[str, Any]:
+    """The stored rows of COPY_TABLES copied into tables like theirs (indexes included) on 2
+    connections, each committing its half: stored CDRs per second."""
+    dsn = libpq_url(url)
+    halves: list[dict[str, list[bytes]]] = [{}, {}]
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        cdrs = connection.execute("SELECT count(*) FROM cdrs").fetchone()
+        for table in COPY_TABLES:
+            connection.execute(f"CREATE TABLE ceiling_{table} (LIKE {table} INCLUDING ALL)")
+            lines: list[bytes] = []
+            with connection.cursor().copy(f"COPY {table} TO STDOUT") as copy:
+                for data in copy:
+                    lines.append(bytes(data))
+            rows = b"".join(lines).splitlines(keepends=True)
+            middle = len(rows) // 2
+            halves[0][table], halves[1][table] = rows[:middle], rows[middle:]
+    stored = int(cdrs[0]) if cdrs else 0
+    errors: list[BaseException] = []
+
+    def load(half: dict[str, list[bytes]]) -> None:
+        try:
+            with psycopg.connect(dsn) as connection:  # one transaction, committed at exit
+                for table, rows in half.items():
+                    with connection.cursor().copy(f"COPY ceiling_{table} FROM STDIN") as copy:
+                        for start in range(0, len(rows), 10_000):
+                            copy.write(b"".join(rows[start : start + 10_000]))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(half,)) for half in halves]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return {"cdrs": stored, "seconds": round(elapsed, 3), "cdrs_per_s": round(stored / elapsed)}
+
+
+async def closed_loop(url: str, request: bytes, *, connections: int, seconds: float) -> float:
+    """Requests per second answered 200, each connection sending the next as soon as the last
+    answer arrived (after a warm-up of a fifth of the time, not counted)."""
+    client = loadtest.HttpClient(url, max_connections=connections)
+    statuses: Counter[int] = Counter()
+    warm_until = time.perf_counter() + seconds / 5
+    end = warm_until + seconds
+
+    async def worker(number: int) -> None:
+        await asyncio.sleep(number * loadtest.CONNECT_STAGGER_S)  # spread over the workers
+        while (now := time.perf_counter()) < end:
+            status, _ = await client.send(request)
+            if now >= warm_until:
+                statuses[status] += 1
+
+    try:
+        await asyncio.gather(*(worker(number) for number in range(connections)))
+    finally:
+        await client.close()
+    return statuses[200] / seconds
+
+
+class BackendSampler:
+    """The most PostgreSQL backends with one application_name, sampled every 50 ms."""
+
+    def __init__(self, url: str, application_name: str) -> None:
+        self.dsn = libpq_url(url)
+        self.application_name = application_name
+        self.most = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> BackendSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as connection:
+            while True:  # a first sample at once, a last one after stop
+                row = connection.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                    (self.application_name,),
+                ).fetchone()
+                self.most = max(self.most, int(row[0]) if row else 0)
+                if self._stop.wait(0.05):
+                    break
+
+
+async def open_loop(url: str, request: bytes, *, rate: float, seconds: float) -> dict[str, Any]:
+    """Request i due at start + i / rate whatever the server does; latency from the due time
+    to the whole answer. Admitted: answered 200; refused: 503; lost: no answer in time."""
+    client = loadtest.HttpClient(url, max_connections=loadtest.MAX_CONNECTIONS)
+    count = max(1, int(rate * seconds))
+    admitted: list[float] = []
+    late: list[float] = []  # how late this client itself started each request
+    statuses: Counter[int] = Counter()
+
+    async def one(due: float) -> None:
+        late.append(time.perf_counter() - due)
+        try:
+            status, _ = await asyncio.wait_for(
+                client.send(request), timeout=loadtest.REQUEST_TIMEOUT_S
+            )
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, loadtest.HttpError):
+            status = 0
+        statuses[status] += 1
+        if status == 200:
+            admitted.append(time.perf_counter() - due)
+
+    await client.send(client.render("GET", "/healthz", b"", {}))
+    tasks = []
+    start = time.perf_counter()
+    for i in range(count):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due)))
+    await asyncio.gather(*tasks)
+    await client.close()
+    ordered = sorted(admitted)
+
+    def ms(fraction: float) -> float | None:
+        if not ordered:
+            return None
+        return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 2)
+
+    return {
+        "offered_per_s": round(rate, 1),
+        "requests": count,
+        "admitted": len(admitted),
+        "admitted_p50_ms": round(statistics.median(ordered) * 1000, 2) if ordered else None,
+        "admitted_p99_ms": ms(0.99),
+        "share_503": round(statuses[503] / count, 4),
+        "no_answer": statuses[0],
+        "other_status": sum(n for s, n in statuses.items() if s not in (0, 200, 503)),
+        # the client shares the cores: a late start counts in the latencies above
+        "client_late_p99_ms": round(sorted(late)[int(0.99 * (len(late) - 1))] * 1000, 2),
+    }
+
+
+def run_service_bench(
+    database_url: str,
+    *,
+    workers: int = 2,
+    batches: int = 200,
+    batch_size: int = 1000,
+    concurrency: int = 4,
+    connections: int = 4,
+    seconds: float = 5.0,
+    pool_size: int = 8,
+    service_path: Path | None = None,
+    max_loop_lag_s: float | None = None,
+) -> dict[str, Any]:
+    """The whole measurement (see the module's docstring); PostgreSQL only."""
+    if make_url(database_url).get_backend_name() != "postgresql":
+        raise ValueError("callrate bench service measures a PostgreSQL database")
+    run_id = uuid.uuid4().hex[:8]
+    service_name, floor_name = f"callrate-bench-{run_id}", f"callrate-floor-{run_id}"
+    quote = loadtest.HttpClient("http://127.0.0.1", max_connections=1).render(
+        "POST",
+        "/v1/quote",
+        QUOTE_BODY,
+        {"Authorization": f"Bearer {KEYS['agent']}", "Content-Type": "application/json"},
+    )
+    result: dict[str, Any] = {"database": "postgresql", "workers": workers}
+    with throwaway_schema(database_url) as url, tempfile.TemporaryDirectory() as scratch:
+        logs = Path(scratch)
+        env = {
+            "CALLRATE_DATABASE_URL": _named(url, service_name),
+            "CALLRATE_API_KEYS": ",".join(f"{role}={key}" for role, key in KEYS.items()),
+            "CALLRATE_DATA_DIR": scratch,
+            "CALLRATE_DB_POOL_SIZE": str(pool_size),
+        }
+        if max_loop_lag_s is not None:
+            env["CALLRATE_MAX_LOOP_LAG_S"] = str(max_loop_lag_s)
+            result["max_loop_lag_s"] = max_loop_lag_s
+        if service_path is not None:  # another source tree's service (before and after)
+            env["PYTHONPATH"] = str(service_path)  # `python -m` looks in its cwd first
+        serve = [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)]
+        port = _free_port()
+        command = [*serve, "--port", str(port)]
+        with server(command, env, port, logs / "serve.log", cwd=service_path) as base:
+            ingested = uvloop.run(
+                loadtest.ingest(
+                    url=base,
+                    key=KEYS["switch"],
+                    batches=batches,
+                    batch_size=batch_size,
+                    concurrency=concurrency,
+                )
+            )
+            capacity = uvloop.run(
+                closed_loop(base, quote, connections=connections, seconds=seconds)
+            )
+            result["open_loop"] = {}
+            for share in (0.5, 2.0):
+                with BackendSampler(url, service_name) as backends:
+                    figures = uvloop.run(
+                        open_loop(base, quote, rate=capacity * share, seconds=seconds)
+                    )
+                figures["postgres_backends_seen"] = backends.most
+                result["open_loop"][f"{round(share * 100)}%"] = figures
+        ceiling = copy_ceiling(url)
+        floor_port = _free_port()
+        floor = [sys.executable, "-m", "uvicorn", "service.bench_floor:app"]
+        floor += ["--workers", str(workers), "--port", str(floor_port), "--no-access-log"]
+        floor += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
+        floor_env = {"CALLRATE_BENCH_FLOOR_DSN": libpq_url(_named(url, floor_name))}
+        with server(floor, floor_env, floor_port, logs / "floor.log") as floor_base:
+            floor_request = quote.replace(b"/v1/quote", b"/quote", 1)
+            floor_per_s = uvloop.run(
+                closed_loop(floor_base, floor_request, connections=connections, seconds=seconds)
+            )
+    result.update(
+        {
+            "copy_ceiling_cdrs_per_s": ceiling["cdrs_per_s"],
+            "ingest_cdrs_per_s": ingested["cdrs_per_s"],
+            "ingest_to_ceiling": round(ingested["cdrs_per_s"] / ceiling["cdrs_per_s"], 2),
+            "floor_quotes_per_s": round(floor_per_s),
+            "quote_capacity_per_s": round(capacity),
+            "quote_to_floor": round(capacity / floor_per_s, 2) if floor_per_s else None,
+            # per worker: request and quote pools, /readyz, registry listener, audit writer
+            "postgres_backends_bound": workers * (2 * pool_size + 3),
+            "ingest": ingested,
+        }
+    )
+    result["open_loop"] = result.pop("open_loop")  # last: the longest part
+    return result
+
+
+def run(args: argparse.Namespace, database_url: str | None) -> int:
+    """`callrate bench service`: print the figures as JSON."""
+    url = args.database_url or database_url
+    if not url or make_url(url).get_backend_name() != "postgresql":
+        print("callrate bench service: give a PostgreSQL --database-url", file=sys.stderr)
+        return 2
+    result = run_service_bench(
+        url,
+        workers=args.workers,
+        batches=args.batches,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        connections=args.connections,
+        seconds=args.seconds,
+        service_path=args.service_path,
+        max_loop_lag_s=args.max_loop_lag_s,
+    )
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return 0

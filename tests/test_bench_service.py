@@ -1,0 +1,46 @@
+"""`callrate bench service` runs end to end with tiny sizes and reports every figure (its
+speed is what the command measures, not what this test checks)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from service.cli import main
+from tests.conftest_db import _postgres_base_url
+
+
+@pytest.mark.slow
+def test_bench_service_reports_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
+    url = _postgres_base_url()
+    tiny = ["--batches", "4", "--batch-size", "25", "--seconds", "0.3", "--connections", "2"]
+    assert main(["bench", "service", "--database-url", url, *tiny]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ingest"]["rated"] == 100
+    for name in ("copy_ceiling_cdrs_per_s", "ingest_cdrs_per_s", "floor_quotes_per_s"):
+        assert report[name] > 0, name
+    assert report["quote_capacity_per_s"] > 0
+    assert report["ingest_to_ceiling"] == round(
+        report["ingest_cdrs_per_s"] / report["copy_ceiling_cdrs_per_s"], 2
+    )
+    assert report["quote_to_floor"] == round(
+        report["quote_capacity_per_s"] / report["floor_quotes_per_s"], 2
+    )
+    for share in ("50%", "200%"):
+        figures = report["open_loop"][share]
+        assert (
+            figures["requests"]
+            == figures["admitted"]
+            + round(figures["share_503"] * figures["requests"])
+            + figures["no_answer"]
+            + figures["other_status"]
+        )
+        assert figures["admitted"] > 0
+        assert figures["admitted_p50_ms"] <= figures["admitted_p99_ms"]
+        assert 1 <= figures["postgres_backends_seen"] <= report["postgres_backends_bound"]
+
+
+def test_bench_service_wants_postgresql(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "service", "--database-url", "sqlite:///x.sqlite3"]) == 2
+    assert "PostgreSQL" in capsys.readouterr().err
