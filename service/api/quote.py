@@ -60,6 +60,7 @@ QUOTE_OPENAPI: dict[str, Any] = {
 )
 async def post_quote(request: Request) -> OrjsonResponse:
     """SPEC §6.1 rating of a CDR without id; a rejection answers 422 with its reason."""
+    request.scope["route"] = QUOTE_ROUTE  # a Starlette Route sets none: metrics, request log
     actor = await authenticate(request, "agent")  # an unauthenticated body is never read
     body = await read_body(request)
     state = request.app.state
@@ -96,4 +97,5 @@ async def post_quote(request: Request) -> OrjsonResponse:
 # Served as a plain Starlette route, first: no FastAPI per-request machinery (dependency
 # solving, exit stack, endpoint wrapping). The APIRoute above, never reached by a POST,
 # documents it in OpenAPI.
-router.routes.insert(0, Route("/v1/quote", post_quote, methods=["POST"]))
+QUOTE_ROUTE = Route("/v1/quote", post_quote, methods=["POST"])
+router.routes.insert(0, QUOTE_ROUTE)
