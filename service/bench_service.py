@@ -34,11 +34,12 @@ from typing import Any
 import orjson
 import psycopg
 import uvloop
-from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
 
 from service import loadtest
-from service.db.migrate import upgrade
+from service.db.migrate import throwaway_schema
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 KEYS = {"switch": "bench-switch-key", "agent": "bench-agent-key"}
 START_TIMEOUT_S = 60.0
@@ -51,27 +52,6 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-@contextlib.contextmanager
-def throwaway_schema(database_url: str) -> Iterator[str]:
-    """A new schema, migrated; the URL that uses it. Dropped afterwards."""
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(database_url, poolclass=pool.NullPool)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = (
-        make_url(database_url)
-        .update_query_dict({"options": f"-csearch_path={schema}"})
-        .render_as_string(hide_password=False)
-    )
-    try:
-        upgrade(url=url, migrations_dir=Path(__file__).resolve().parent.parent / "migrations")
-        yield url
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _named(url: str, application_name: str) -> str:
@@ -291,7 +271,10 @@ def run_service_bench(
         {"Authorization": f"Bearer {KEYS['agent']}", "Content-Type": "application/json"},
     )
     result: dict[str, Any] = {"database": "postgresql", "workers": workers}
-    with throwaway_schema(database_url) as url, tempfile.TemporaryDirectory() as scratch:
+    with (
+        throwaway_schema(database_url, prefix="bench", migrations_dir=MIGRATIONS) as url,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
         logs = Path(scratch)
         env = {
             "CALLRATE_DATABASE_URL": _named(url, service_name),

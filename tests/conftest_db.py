@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,10 +16,9 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from fastapi import FastAPI
 from sqlalchemy import create_engine, pool, text
-from sqlalchemy.engine import make_url
 
 from service.config import Settings
-from service.db.migrate import upgrade
+from service.db.migrate import throwaway_schema, upgrade
 from service.main import create_app
 from service.rating.scalar import Rater
 
@@ -65,23 +63,8 @@ def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
         upgrade(url=url, migrations_dir=MIGRATIONS)
         yield url
         return
-    base = _postgres_base_url()
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(base, poolclass=pool.NullPool)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = (
-        make_url(base)
-        .update_query_dict({"options": f"-csearch_path={schema}"})
-        .render_as_string(hide_password=False)
-    )
-    try:
-        upgrade(url=url, migrations_dir=MIGRATIONS)
+    with throwaway_schema(_postgres_base_url(), prefix="test", migrations_dir=MIGRATIONS) as url:
         yield url
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @dataclass

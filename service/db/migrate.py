@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
+from sqlalchemy.engine import make_url
 
 from service.db.session import is_sqlite
 
@@ -35,3 +39,24 @@ def upgrade(*, url: str, migrations_dir: Path) -> None:
             command.upgrade(config, "head")
     finally:
         engine.dispose()
+
+
+@contextmanager
+def throwaway_schema(database_url: str, *, prefix: str, migrations_dir: Path) -> Iterator[str]:
+    """A new, migrated PostgreSQL schema and the URL that uses it; dropped afterwards."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(database_url, poolclass=pool.NullPool)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = (
+        make_url(database_url)
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .render_as_string(hide_password=False)
+    )
+    try:
+        upgrade(url=url, migrations_dir=migrations_dir)
+        yield url
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
