@@ -472,14 +472,19 @@ def count_cdrs_between(session: Session, *, from_epoch_s: int, to_epoch_s: int) 
 CurrentRating = tuple[str, str, str, int, str, int, int]
 
 
-def _with_current_rating() -> Any:
-    """CDRs joined to their current (highest seq) rating, as `CurrentRating` columns."""
-    latest = (
+def _current_seq() -> Any:
+    """The seq of a CDR's current rating (its highest), correlated to the outer Cdr row."""
+    return (
         select(func.max(RatingRow.seq))
         .where(RatingRow.cdr_id == Cdr.id)
         .correlate(Cdr)
         .scalar_subquery()
     )
+
+
+def _with_current_rating() -> Any:
+    """CDRs joined to their current (highest seq) rating, as `CurrentRating` columns."""
+    latest = _current_seq()
     return (
         select(
             Cdr.id,
@@ -562,12 +567,7 @@ def _current_of_caller(
 ) -> Select[Any]:
     """SELECT columns of the caller's CDRs in [from, to) joined to their current (highest seq)
     rating; ix_cdrs_caller_start and ux_ratings_cdr_seq serve it."""
-    latest = (
-        select(func.max(RatingRow.seq))
-        .where(RatingRow.cdr_id == Cdr.id)
-        .correlate(Cdr)
-        .scalar_subquery()
-    )
+    latest = _current_seq()
     return (
         select(*columns)
         .select_from(Cdr)
