@@ -13,11 +13,7 @@ from typing import Any, NoReturn, TextIO
 
 import orjson
 
-from service.config import get_settings
-from service.rating import NUMBERING_DIR
-from service.rating.rejections import Rejected
-from service.rating.scalar import Rater, SubscriberProfile
-from service.usage import (
+from service.cli_errors import (
     USAGE_EXIT,
     UsageError,
     check_plan,
@@ -25,6 +21,10 @@ from service.usage import (
     one_line,
     positive_int,
 )
+from service.config import get_settings
+from service.rating import NUMBERING_DIR
+from service.rating.rejections import Rejected
+from service.rating.scalar import Rater, SubscriberProfile
 
 Command = Callable[[argparse.Namespace], int]
 UNREADABLE_LINE = {
@@ -228,11 +228,11 @@ def _bench_engines(args: argparse.Namespace) -> int:
 
 
 def _rerate(args: argparse.Namespace) -> int:
+    from service.cli_errors import check_database_url, database_errors
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
     from service.rerate import apply_results, epoch_s, export_window, job_out, run_job, start_job
     from service.security import Actor
-    from service.usage import check_database_url, database_errors
 
     if epoch_s(args.window_from) >= epoch_s(args.window_to):
         raise UsageError("--from must be before --to")

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from service.cli_errors import UsageError, check_database_url, database_errors, positive_int
 from service.config import LOG_FORMATS, ROLES, STORED_KEY_RECHECK_S, Settings, get_settings
-from service.usage import UsageError, check_database_url, database_errors, positive_int
 
 
 def _settings(args: argparse.Namespace) -> Settings:
