@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,13 +44,6 @@ KEYS = {"switch": "bench-switch-key", "agent": "bench-agent-key"}
 START_TIMEOUT_S = 60.0
 COPY_TABLES = ("cdrs", "ratings")
 QUOTE_BODY = orjson.dumps(loadtest.record(0, prefix=None))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _named(url: str, application_name: str) -> str:
@@ -288,7 +280,7 @@ def run_service_bench(
         if service_path is not None:  # another source tree's service (before and after)
             env["PYTHONPATH"] = str(service_path)  # `python -m` looks in its cwd first
         serve = [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)]
-        port = _free_port()
+        port = loadtest.free_port()
         command = [*serve, "--port", str(port)]
         with server(command, env, port, logs / "serve.log", cwd=service_path) as base:
             ingested = uvloop.run(
@@ -312,7 +304,7 @@ def run_service_bench(
                 figures["postgres_backends_seen"] = backends.most
                 result["open_loop"][f"{round(share * 100)}%"] = figures
         ceiling = copy_ceiling(url)
-        floor_port = _free_port()
+        floor_port = loadtest.free_port()
         floor = [sys.executable, "-m", "uvicorn", "service.bench_floor:app"]
         floor += ["--workers", str(workers), "--port", str(floor_port), "--no-access-log"]
         floor += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]

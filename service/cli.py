@@ -248,13 +248,14 @@ def _rerate(args: argparse.Namespace) -> int:
     actor = Actor(key_id="cli", role="admin")
     if args.export is not None:
         try:
-            count = export_window(
-                sessions,
-                window_from=args.window_from,
-                window_to=args.window_to,
-                directory=args.export,
-                actor=actor,
-            )
+            with database_errors():
+                count = export_window(
+                    sessions,
+                    window_from=args.window_from,
+                    window_to=args.window_to,
+                    directory=args.export,
+                    actor=actor,
+                )
         finally:
             engine.dispose()
         print(f"{count:,} CDRs exported to {args.export}")

@@ -356,7 +356,8 @@ class RssSampler:
         self.peak_kib = max(self.peak_kib, self.now_kib())
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -376,7 +377,7 @@ def spawned_server(workers: int) -> Iterator[tuple[str, str, int]]:
     """`callrate serve` on a free loopback port with a fresh SQLite database (or the one
     CALLRATE_DATABASE_URL names) and its own switch key: (url, key, pid)."""
     key = "memory-" + secrets.token_urlsafe(12)
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="callrate-memory-") as data_dir:
         env = {**os.environ, "CALLRATE_DATA_DIR": data_dir, "CALLRATE_API_KEYS": f"switch={key}"}
         command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,19 +19,13 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from service.db.models import Cdr, RatingRow
+from service.loadtest import free_port as _free_port
 from tests.api.test_cdrs import cdr
 from tests.conftest import golden_cases
 from tests.conftest_db import KEYS, KEYS_SPEC
 
 CALLRATE = Path(sys.executable).parent / "callrate"
 START_TIMEOUT_S = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager
