@@ -386,23 +386,18 @@ def write_cdr_file(rater: Rater, rows: int, path: Path, *, seed: int = 0) -> Non
 def measure(command: list[str]) -> tuple[float, int]:
     """Run a command; its wall time and the peak of the summed RSS of it and its children
     (sampled every 0.2 s: the JVM and Python workers of Spark included)."""
-    import psutil
+    from service.loadtest import tree_rss_kib
 
     began = time.perf_counter()
-    process = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = 0
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    peak_kib = 0
     while process.poll() is None:
-        tree = [process, *process.children(recursive=True)]
-        rss = 0
-        for member in tree:
-            with contextlib.suppress(psutil.Error):
-                rss += member.memory_info().rss
-        peak = max(peak, rss)
+        peak_kib = max(peak_kib, tree_rss_kib(process.pid))  # the tree grows as Spark starts
         time.sleep(SAMPLE_S)
     seconds = time.perf_counter() - began
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}")
-    return seconds, peak
+    return seconds, peak_kib * 1024
 
 
 def compare_engines(source: Path, workdir: Path, *, tariffs: Path, master: str) -> list[EngineRun]:

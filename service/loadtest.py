@@ -329,6 +329,11 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def tree_rss_kib(pid: int) -> int:
+    """The summed resident set of a process and its descendants now, in KiB."""
+    return sum(_rss_kib(member) for member in process_tree(pid))
+
+
 class RssSampler:
     """The summed resident set of a process tree, sampled every RSS_SAMPLE_S; its peak."""
 
