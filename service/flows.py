@@ -113,11 +113,6 @@ def profile_of(row: Subscriber | repository.RegistryEntry) -> SubscriberProfile:
     )
 
 
-def rating_out(rating: Rating) -> schemas.RatingOut:
-    """Core Rating -> SPEC §6.1 schema."""
-    return schemas.RatingOut.model_validate(rating.to_dict())
-
-
 def stored_rating_out(row: RatingRow) -> schemas.StoredRating:
     """Ratings row -> schema."""
     return schemas.StoredRating(

@@ -179,19 +179,6 @@ def insert_ratings(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> No
         session.execute(_table(RatingRow).insert(), list(rows))
 
 
-def next_rating_seqs(session: Session, *, cdr_ids: Sequence[str]) -> dict[str, int]:
-    """The next free seq of each CDR (1 for a CDR without ratings)."""
-    seqs = dict.fromkeys(cdr_ids, 1)
-    for chunk in _chunks(cdr_ids):
-        rows = session.execute(
-            select(RatingRow.cdr_id, func.max(RatingRow.seq))
-            .where(RatingRow.cdr_id.in_(chunk))
-            .group_by(RatingRow.cdr_id)
-        )
-        seqs.update({cdr_id: seq + 1 for cdr_id, seq in rows})
-    return seqs
-
-
 def insert_suspense(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> None:
     """Bulk-insert rejected records, skipping those whose raw already waits in an open row
     (a retried record, also from a concurrent batch: the partial unique index decides)."""
