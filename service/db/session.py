@@ -7,8 +7,14 @@ handlers answer such failures 503 database_unavailable.
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
+import sqlite3
+import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -59,6 +65,46 @@ class DeadlineConnection(psycopg.Connection[Any]):
             raise psycopg.OperationalError(
                 f"the database did not answer within {self.io_timeout_s} s"
             ) from exc
+
+
+class SqliteWriterLock:
+    """One writing transaction at a time on a SQLite database, across this machine's
+    processes, handed over as soon as it is released.
+
+    SQLite's own busy handler waits by sleeping (1, 2, 5 ... up to 100 ms a try), so a
+    writer waiting for another's commit mostly sleeps past it: two workers ingesting got
+    28k CDRs/s with a batch p99 of 1.3 s. Writers queue here instead: a thread lock inside
+    the process, then flock(2) on a file beside the database, tried every millisecond.
+    The wait is bounded like SQLite's (`timeout_s`); past it, sqlite3's "database is
+    locked" error, as the busy handler would give. A process that dies releases its flock.
+    """
+
+    POLL_S = 0.001
+
+    def __init__(self, path: Path, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._threads = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def acquire(self) -> None:
+        """Wait for the lock; sqlite3.OperationalError after `timeout_s`."""
+        deadline = time.monotonic() + self.timeout_s
+        if not self._threads.acquire(timeout=self.timeout_s):
+            raise sqlite3.OperationalError("database is locked")
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self._threads.release()
+                    raise sqlite3.OperationalError("database is locked") from None
+                time.sleep(self.POLL_S)
+
+    def release(self) -> None:
+        """Let the next writer in."""
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
 
 
 def is_sqlite(url: str) -> bool:
@@ -126,11 +172,49 @@ def make_engine(
     if audit_only:
         return engine
 
+    database = make_url(url).database
+    writers = (
+        SqliteWriterLock(Path(f"{database}-writer.lock"), busy_ms / 1000)
+        if database and database != ":memory:"
+        else None
+    )
+
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front, so a read-then-write transaction never
-        # fails with SQLITE_BUSY_SNAPSHOT when another writer committed in between.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # fails with SQLITE_BUSY_SNAPSHOT when another writer committed in between. A
+        # connection asked for AUTOCOMMIT (a read outside the write lock) gets no BEGIN.
+        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return
+        if writers is not None:
+            writers.acquire()
+            connection.info["callrate.writer"] = writers
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _end(connection, commit=False)
+            raise
+
+    @event.listens_for(engine, "commit")
+    def _commit(connection: Any) -> None:
+        _end(connection, commit=True)
+
+    @event.listens_for(engine, "rollback")
+    def _rollback(connection: Any) -> None:
+        _end(connection, commit=False)
+
+    def _end(connection: Any, *, commit: bool = False) -> None:
+        held = connection.info.pop("callrate.writer", None)
+        if held is None:
+            return
+        try:
+            # These events come before SQLAlchemy ends the transaction: end it here, so the
+            # next writer does not find SQLite's own lock still held (SQLAlchemy's commit
+            # or rollback that follows finds no transaction: a no-op in sqlite3).
+            driver = connection.connection.driver_connection
+            driver.commit() if commit else driver.rollback()
+        finally:
+            held.release()
 
     return engine
 
