@@ -7,6 +7,7 @@ flush through the repository and never commit: the request's session commits onc
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import random
@@ -15,9 +16,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import orjson
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from service.api import schemas
@@ -35,6 +37,7 @@ from service.db import repository
 from service.db.models import RatingRow, Subscriber, SuspenseRow
 from service.errors import BadBody, BodyTooLarge, InSuspense, InvalidInput, NotFound
 from service.metrics import Metrics
+from service.rating.batch import BatchRater, record_columns
 from service.rating.cdr import (
     MAX_ID_CHARS,
     CallRecord,
@@ -43,13 +46,17 @@ from service.rating.cdr import (
     normalize_msisdn,
     parse_cdr,
 )
+from service.rating.classify import MOBILE_LEN
+from service.rating.explain import yuan
 from service.rating.numbering import NO_INDEX
+from service.rating.pricing import Leg
 from service.rating.rejections import Rejected
 from service.rating.scalar import Rater, Rating, SubscriberProfile
 from service.rating.tariff import Tariff
 from service.security import Actor, mask_number, mask_numbers, mask_text, write_audit
 
 RATED, DUPLICATE, REJECTED = "rated", "duplicate", "rejected"
+ORIGINATING = Leg.ORIGINATING.value  # a CDR without `type`
 T = TypeVar("T")
 
 
@@ -65,7 +72,8 @@ class Outcome:
     id: str | None
     result: str
     charge_fen: int | None = None
-    rating: Rating | None = None
+    call_class: str | None = None  # of a record rated now
+    tariff: str | None = None
     rejection: Rejected | None = None
 
 
@@ -113,8 +121,17 @@ def profile_of(row: Subscriber | repository.RegistryEntry) -> SubscriberProfile:
     )
 
 
-def stored_rating_out(row: RatingRow) -> schemas.StoredRating:
-    """Ratings row -> schema."""
+def stored_rating_out(row: RatingRow, *, rater: Rater, record: object) -> schemas.StoredRating:
+    """Ratings row -> schema. A row written since the detail is rebuilt on read holds no
+    items or explanation: they come from `rebuild_detail` on the record as received."""
+    if row.items is not None:  # written before: the detail was stored
+        items = [schemas.Item.model_validate(item) for item in orjson.loads(row.items)]
+        rules: list[str] = orjson.loads(row.rules or "[]")
+        explanation = row.explanation_zh or ""
+    else:
+        detail = rebuild_detail(row, rater=rater, record=record)
+        items = [schemas.Item.model_validate(item.to_dict()) for item in detail.items]
+        rules, explanation = list(detail.rules), detail.explanation_zh
     return schemas.StoredRating(
         seq=row.seq,
         tariff=row.tariff,
@@ -122,11 +139,47 @@ def stored_rating_out(row: RatingRow) -> schemas.StoredRating:
         call_class=row.call_class,
         dial=row.dial,
         roaming=row.roaming,
-        items=[schemas.Item.model_validate(item) for item in orjson.loads(row.items)],
-        rules=orjson.loads(row.rules),
-        explanation_zh=row.explanation_zh,
+        items=items,
+        rules=rules,
+        explanation_zh=explanation,
         rated_at=row.rated_at,
         source=row.source,
+    )
+
+
+# The explanation of a stored rating whose tariff no longer prices it as it did.
+DETAIL_GONE = "本次通话计费所依据的资费此后已变更，计费明细无法重建，以当时计费金额为准："
+
+
+def rebuild_detail(row: RatingRow, *, rater: Rater, record: object) -> Rating:
+    """A stored rating's items, rules and explanation, by the per-call path on the record as
+    received with the subscriber profile the rating used. The tariff version must still
+    price it as it did (SPEC: a tariff version is never edited, a change is a new version);
+    when it does not, the detail is not made up: no items, and an explanation that says
+    why and gives the stored charge."""
+    profile = _profile_of_rating(row)
+    try:
+        rating: Rating | None = rater.rate_raw(record, subscriber=profile, require_id=True)
+    except Rejected:
+        rating = None
+    figures = (row.charge_fen, row.tariff, row.call_class, row.dial, row.roaming)
+    if rating is not None and figures == (
+        rating.charge_fen,
+        rating.tariff,
+        rating.call_class,
+        rating.dial,
+        rating.roaming,
+    ):
+        return rating
+    return Rating(
+        charge_fen=row.charge_fen,
+        call_class=row.call_class,
+        dial=row.dial,
+        roaming=row.roaming,
+        tariff=row.tariff,
+        items=(),
+        rules=(),
+        explanation_zh=f"{DETAIL_GONE}合计{yuan(row.charge_fen)}",
     )
 
 
@@ -168,9 +221,9 @@ def record_result(index: int, outcome: Outcome) -> dict[str, Any]:
     result: dict[str, Any] = {"index": index, "id": outcome.id, "result": outcome.result}
     if outcome.charge_fen is not None:
         result["charge_fen"] = outcome.charge_fen
-    if outcome.rating is not None:  # the switch needs the charge; GET /v1/cdrs/{id} has the rest
-        result["call_class"] = outcome.rating.call_class
-        result["tariff"] = outcome.rating.tariff
+    if outcome.call_class is not None:  # the switch needs the charge; GET /v1/cdrs/{id} the rest
+        result["call_class"] = outcome.call_class
+        result["tariff"] = outcome.tariff
     if outcome.rejection is not None:
         result.update(
             field=outcome.rejection.field,
@@ -235,24 +288,79 @@ def _against_stored(record_id: str, raw: Raw, stored_raw: Raw, charge: int | Non
     return Outcome(record_id, REJECTED, rejection=Rejected("id.conflict"))
 
 
+class Rated(NamedTuple):  # a tuple: made once per record of every batch
+    """What a ratings row keeps of one rating (SPEC §6.1 detail is rebuilt from it on read:
+    `rebuild_detail`): the figures, and the subscriber profile the rating used."""
+
+    charge_fen: int
+    call_class: str
+    dial: str
+    roaming: str
+    tariff: str
+    profile: SubscriberProfile | None
+
+    @classmethod
+    def of(cls, rating: Rating, profile: SubscriberProfile | None) -> Rated:
+        """A per-call path rating -> Rated."""
+        return cls(
+            rating.charge_fen,
+            rating.call_class,
+            rating.dial,
+            rating.roaming,
+            rating.tariff,
+            profile,
+        )
+
+
 def rating_row(
-    cdr_id: str, seq: int, rating: Rating, *, now: datetime, source: str
-) -> dict[str, Any]:
-    """A ratings-table row for one rating of a CDR (ingest, recycle and re-rating share it)."""
-    return {
-        "cdr_id": cdr_id,
-        "seq": seq,
-        "tariff": rating.tariff,
-        "charge_fen": rating.charge_fen,
-        "call_class": rating.call_class,
-        "dial": rating.dial,
-        "roaming": rating.roaming,
-        "items": orjson.dumps([item.to_dict() for item in rating.items]).decode(),
-        "rules": orjson.dumps(list(rating.rules)).decode(),
-        "explanation_zh": rating.explanation_zh,
-        "rated_at": now,
-        "source": source,
-    }
+    cdr_id: str, seq: int, rated: Rated, *, now: datetime, source: str
+) -> tuple[Any, ...]:
+    """A ratings-table row (repository.RATING_COLUMNS) for one rating of a CDR; ingest,
+    recycle and re-rating share it."""
+    profile = rated.profile
+    return (
+        cdr_id,
+        seq,
+        rated.tariff,
+        rated.charge_fen,
+        rated.call_class,
+        rated.dial,
+        rated.roaming,
+        now,
+        source,
+        *(
+            (None, None, None, None)
+            if profile is None
+            else (profile.plan, profile.home_area, _packages_json(profile), profile.registered)
+        ),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _packages_json(profile: SubscriberProfile) -> str:
+    return orjson.dumps(profile.packages).decode()
+
+
+def _profile_of_rating(row: RatingRow) -> SubscriberProfile | None:
+    if row.profile_plan is None:
+        return None
+    return SubscriberProfile(
+        plan=row.profile_plan,
+        home_area=row.profile_home_area,
+        packages=tuple(orjson.loads(row.profile_packages or "[]")),
+        registered=bool(row.profile_registered),
+    )
+
+
+class Accepted(NamedTuple):
+    """A record that rated: the fields its CDR row keeps, and its rating."""
+
+    caller: str  # national form
+    callee: str
+    start_epoch_s: int
+    duration_s: int
+    leg: str
+    rated: Rated
 
 
 def _parse(record: Incoming) -> CallRecord:
@@ -261,41 +369,154 @@ def _parse(record: Incoming) -> CallRecord:
     return parse_cdr(record.value, require_id=True)
 
 
-def _rate_and_store(
+def _accepted(call: CallRecord, rated: Rated) -> Accepted:
+    return Accepted(
+        call.caller, call.callee, call.start_epoch_s, call.duration_s, call.leg.value, rated
+    )
+
+
+def rate_records(
+    rater: Rater,
+    batch: BatchRater | None,
+    records: Sequence[Incoming],
+    *,
+    registry: Callable[[list[str]], Mapping[str, SubscriberProfile]],
+    fallback: SubscriberProfile | None,
+) -> list[Accepted | Rejected]:
+    """Rate records as the per-call path does. Objects whose values have the column types go
+    through the batch path in one kernel pass (`batch`; None while its kernels compile);
+    the others through `parse_cdr` and `Rater.rate`. `registry(msisdns)` gives the profiles
+    of the callers among `msisdns`; `fallback` is the profile of any other caller."""
+    results: list[Accepted | Rejected | None] = [None] * len(records)
+    lane = [i for i, r in enumerate(records) if r.rejection is None and type(r.value) is dict]
+    if batch is None:
+        lane = []
+    values = [cast(dict[str, Any], records[i].value) for i in lane]
+    table, odd = record_columns(values) if lane else (None, set())
+    kernel = {index for j, index in enumerate(lane) if j not in odd}
+    calls: dict[int, CallRecord] = {}
+    for index in (i for i in range(len(records)) if i not in kernel):
+        try:
+            calls[index] = _parse(records[index])
+        except Rejected as rejection:
+            results[index] = rejection
+    callers = {call.caller for call in calls.values()}
+    callers.update(  # a rated caller's national form is its last 11 characters
+        caller[-MOBILE_LEN:] for v in values if type(caller := v.get("caller")) is str
+    )
+    profiles = registry(sorted(callers))
+    if table is not None and len(odd) < len(lane):
+        assert batch is not None
+        out = batch.rate_rows(
+            table,
+            subscribers=profiles,
+            default_plan=fallback.plan if fallback is not None else None,
+            require_id=True,
+        )
+        for j, index in enumerate(lane):
+            if j in odd:
+                continue
+            if not out.rated[j]:
+                results[index] = Rejected(out.reason[j])
+                continue
+            value = values[j]
+            caller = cast(str, value["caller"])[-MOBILE_LEN:]
+            rated = Rated(
+                out.charge_fen[j],
+                out.call_class[j],
+                out.dial[j],
+                out.roaming[j],
+                out.tariff[j],
+                profiles.get(caller, fallback),
+            )
+            leg = value.get("type") or ORIGINATING
+            results[index] = Accepted(
+                caller, value["callee"], out.start_epoch_s[j], value["duration_s"], leg, rated
+            )
+    for index, call in calls.items():
+        profile = profiles.get(call.caller, fallback)
+        try:
+            results[index] = _accepted(
+                call, Rated.of(rater.rate(call, subscriber=profile), profile)
+            )
+        except Rejected as rejection:
+            results[index] = rejection
+    assert all(result is not None for result in results)
+    return cast(list[Accepted | Rejected], results)
+
+
+def _registry_reader(session: Session) -> Callable[[list[str]], dict[str, SubscriberProfile]]:
+    """Registry profiles of some numbers. On SQLite read outside the session's transaction:
+    that one takes the write lock when it begins (IMMEDIATE), and the batch is rated before
+    it, so the other workers' batches are not kept waiting while this one is rated."""
+
+    def read(db: repository.Executor, msisdns: list[str]) -> dict[str, SubscriberProfile]:
+        rows = repository.subscribers_by_msisdn(db, msisdns=msisdns)
+        return {msisdn: profile_of(row) for msisdn, row in rows.items()}
+
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite" or not isinstance(bind, Engine):
+        return functools.partial(read, session)
+
+    def read_apart(msisdns: list[str]) -> dict[str, SubscriberProfile]:
+        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            return read(connection, msisdns)
+
+    return read_apart
+
+
+def _rate(
     session: Session,
     *,
     rater: Rater,
+    batch: BatchRater | None,
     default_plan: str | None,
     records: Sequence[Incoming],
+    metrics: Metrics | None,
+) -> list[Accepted | Rejected]:
+    """rate_records with the registry, observed in the rating-time metric."""
+    started = time.perf_counter()
+    results = rate_records(
+        rater,
+        batch,
+        records,
+        registry=_registry_reader(session),
+        fallback=default_profile(default_plan),
+    )
+    if metrics is not None and records:  # one observation per batch: its mean per record
+        metrics.rating_seconds.observe((time.perf_counter() - started) / len(records))
+    return results
+
+
+def _store(
+    session: Session,
+    *,
+    records: Sequence[Incoming],
+    results: Sequence[Accepted | Rejected],
     source: str,
     now: datetime,
-    metrics: Metrics | None,
 ) -> list[Outcome]:
     """SPEC §6.2 per record, in batch order: an id already stored makes a duplicate or an
-    id.conflict; otherwise the record is rated and stored, or rejected. Inside the batch an
-    id is claimed by the first record that is rated, never by a rejected one."""
+    id.conflict; otherwise the record is stored with its rating, or rejected. Inside the
+    batch an id is claimed by the first record that is rated, never by a rejected one.
+
+    A record that rated is not looked up first: a stored id is rare (a switch's retry), the
+    insert finds it (see `raced` below) and the record is answered against what is stored.
+    A rejected record's id is looked up: one whose id is stored is a duplicate or an
+    id.conflict, never a rejection to suspense."""
     outcomes: list[Outcome | None] = [None] * len(records)
     ids = [_record_id(record) for record in records]
-    charges = repository.current_charges(
-        session, cdr_ids=list(dict.fromkeys(i for i in ids if i is not None))
-    )
+    looked_up = [
+        record_id
+        for record_id, result in zip(ids, results, strict=True)
+        if record_id is not None and isinstance(result, Rejected)
+    ]
+    charges = repository.current_charges(session, cdr_ids=list(dict.fromkeys(looked_up)))
     stored = repository.stored_raws(session, cdr_ids=list(charges)) if charges else {}
-
-    calls: dict[int, CallRecord] = {}
-    for index, record in enumerate(records):
-        if ids[index] in charges:
-            continue
-        try:
-            calls[index] = _parse(record)
-        except Rejected as rejection:
-            outcomes[index] = Outcome(ids[index], REJECTED, rejection=rejection)
-    registry = repository.subscribers_by_msisdn(
-        session, msisdns=sorted({call.caller for call in calls.values()})
-    )
-    fallback = default_profile(default_plan)
     claims: dict[str, int] = {}  # id -> index of the record of this batch that stores it
     followers: dict[str, list[int]] = {}  # id -> later records answered against the claim
-    cdr_rows: list[dict[str, Any]] = []
+    accepted: dict[str, Accepted] = {}
+    cdr_rows: list[tuple[Any, ...]] = []
     for index, record in enumerate(records):
         record_id = ids[index]
         if record_id is not None and record_id in charges:
@@ -311,45 +532,41 @@ def _rate_and_store(
             )
             followers.setdefault(record_id, []).append(index)
             continue
-        call = calls.get(index)
-        if call is None:
-            continue  # rejected above
-        assert call.id is not None
-        row = registry.get(call.caller)
-        profile = profile_of(row) if row is not None else fallback
-        started = time.perf_counter()
-        try:
-            rating = rater.rate(call, subscriber=profile)
-        except Rejected as rejection:
-            outcomes[index] = Outcome(call.id, REJECTED, rejection=rejection)
+        result = results[index]
+        if isinstance(result, Rejected):
+            outcomes[index] = Outcome(record_id, REJECTED, rejection=result)
             continue
-        finally:
-            if metrics is not None:
-                metrics.rating_seconds.observe(time.perf_counter() - started)
-        outcomes[index] = Outcome(call.id, RATED, charge_fen=rating.charge_fen, rating=rating)
-        claims[call.id] = index
+        assert record_id is not None  # parse_cdr(require_id=True) accepted it
+        outcomes[index] = Outcome(
+            record_id,
+            RATED,
+            charge_fen=result.rated.charge_fen,
+            call_class=result.rated.call_class,
+            tariff=result.rated.tariff,
+        )
+        claims[record_id] = index
+        accepted[record_id] = result
         cdr_rows.append(
-            {
-                "id": call.id,
-                "caller": call.caller,
-                "callee": call.callee[:64],
-                "start_epoch_s": call.start_epoch_s,
-                "duration_s": call.duration_s,
-                "leg": call.leg.value,
-                "raw": str(record.raw, "utf-8"),
-                "received_at": now,
-            }
+            (
+                record_id,
+                result.caller,
+                result.callee[:64],
+                result.start_epoch_s,
+                result.duration_s,
+                result.leg,
+                str(record.raw, "utf-8"),
+                now,
+            )
         )
     inserted = repository.insert_cdrs_new(session, rows=cdr_rows)
-    rating_rows: list[dict[str, Any]] = []
+    rating_rows: list[tuple[Any, ...]] = []
     raced: list[str] = []
     for cdr_row in cdr_rows:
-        record_id = cdr_row["id"]
+        record_id = cdr_row[0]
         if record_id in inserted:
-            outcome = outcomes[claims[record_id]]
-            assert outcome is not None
-            assert outcome.rating is not None
-            rating_rows.append(rating_row(record_id, 1, outcome.rating, now=now, source=source))
+            rating_rows.append(
+                rating_row(record_id, 1, accepted[record_id].rated, now=now, source=source)
+            )
         else:  # a concurrent batch stored the same id first: answer against what it stored
             raced.append(record_id)
     repository.insert_ratings(session, rows=rating_rows)
@@ -375,9 +592,9 @@ def _count_charged(metrics: Metrics | None, outcomes: Sequence[Outcome]) -> None
         return
     charged: dict[str, int] = {}  # one counter update per class, not per record
     for outcome in outcomes:
-        if outcome.result == RATED and outcome.rating is not None:
-            call_class = outcome.rating.call_class
-            charged[call_class] = charged.get(call_class, 0) + outcome.rating.charge_fen
+        if outcome.result == RATED and outcome.call_class is not None:
+            call_class = outcome.call_class
+            charged[call_class] = charged.get(call_class, 0) + (outcome.charge_fen or 0)
     for call_class, fen in charged.items():
         metrics.charged_fen.labels(call_class=call_class).inc(fen)
 
@@ -418,23 +635,26 @@ def ingest_batch(
     rater: Rater,
     default_plan: str | None,
     records: Sequence[Incoming],
+    batch: BatchRater | None = None,
     metrics: Metrics | None = None,
     now: datetime | None = None,
 ) -> list[Outcome]:
     """SPEC §6.2: rate and store a batch; rejected records go whole to suspense (a record
-    already waiting there, byte for byte, is not added twice)."""
+    already waiting there, byte for byte, is not added twice). With `batch`, records are
+    rated through the batch path (`rate_records`)."""
     at = now or utcnow()
 
+    results = _rate(
+        session,
+        rater=rater,
+        batch=batch,
+        default_plan=default_plan,
+        records=records,
+        metrics=metrics,
+    )
+
     def work() -> list[Outcome]:
-        outcomes = _rate_and_store(
-            session,
-            rater=rater,
-            default_plan=default_plan,
-            records=records,
-            source="ingest",
-            now=at,
-            metrics=metrics,
-        )
+        outcomes = _store(session, records=records, results=results, source="ingest", now=at)
         repository.insert_suspense(
             session,
             rows=[
@@ -471,15 +691,15 @@ def recycle_suspense(
             decode_record(row.raw, index, brackets=row.raw.count(b"[") + row.raw.count(b"{"))
             for index, row in enumerate(rows)
         ]
-        outcomes = _rate_and_store(
+        results = _rate(
             session,
             rater=rater,
+            batch=None,  # a few records at a time: the per-call path
             default_plan=default_plan,
             records=records,
-            source="recycle",
-            now=at,
             metrics=metrics,
         )
+        outcomes = _store(session, records=records, results=results, source="recycle", now=at)
         for resolution in (RATED, DUPLICATE):
             repository.resolve_suspense(
                 session,
@@ -635,7 +855,11 @@ def read_cdr(
                 "its reason (GET /v1/suspense, admin)"
             )
         raise NotFound(f"no CDR with id {cdr_id!r}")
-    ratings = [stored_rating_out(r) for r in repository.ratings_of(session, cdr_id=cdr_id)]
+    record = orjson.loads(row.raw)
+    ratings = [
+        stored_rating_out(r, rater=rater, record=record)
+        for r in repository.ratings_of(session, cdr_id=cdr_id)
+    ]
     write_audit(
         session,
         actor=actor,
@@ -644,7 +868,6 @@ def read_cdr(
         detail=cdr_id,
         at=now or utcnow(),
     )
-    record = orjson.loads(row.raw)
     callee = row.callee
     if actor.role != "admin":
         callee = mask_number(callee)

@@ -25,6 +25,7 @@ from service.errors import ErrorBody, install_error_handlers
 from service.flows import utcnow
 from service.metrics import HttpMetricsMiddleware, Metrics
 from service.rating import load_rater
+from service.rating.batch import BatchRater
 from service.rating.scalar import Rater
 from service.registry_cache import RegistryCache
 from service.requestlog import RequestLogMiddleware
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
             with app.state.sessions.begin() as session:
                 print_new_keys(ensure_keys(session, now=utcnow()))
             app.state.keys = KeyRing.from_database(app.state.sessions)
-        app.state.kernels_warm = _warm_in_background(app.state.rater)
+        app.state.kernels = WarmKernels(app.state.rater)
         log.info("callrate ready: %d tariff versions", len(app.state.rater.book.tariffs))
         # Tariffs, numbering tables, the app and its libraries live as long as the process:
         # moved out of the collector's reach, a full (gen 2) collection no longer re-scans
@@ -136,24 +137,27 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     return app
 
 
-def _warm_in_background(rater: Rater) -> threading.Event:
-    """Compile (or load from the JIT cache) the batch kernels in a thread, outside any
-    transaction; set the event when done. A thread, so that a cold JIT cache (~16 s of
-    compiling) does not delay readiness: quotes and ingestion never use these kernels, and
-    a re-rating job started meanwhile warms them itself before its first transaction
-    (numba's compiler lock makes it wait for this thread's work, not repeat it)."""
-    done = threading.Event()
+class WarmKernels:
+    """The batch kernels, compiled (or loaded from the JIT cache) in a thread at start,
+    outside any transaction. A thread, so that a cold JIT cache (~16 s of compiling) does
+    not delay readiness: until `batch` is set, ingestion rates through the per-call path,
+    and a re-rating job started meanwhile warms the kernels itself before its first
+    transaction (numba's compiler lock makes it wait for this thread's work, not repeat it).
+    """
 
-    def warm() -> None:
+    def __init__(self, rater: Rater) -> None:
+        self.done = threading.Event()
+        self.batch: BatchRater | None = None
+        self._rater = rater
+        threading.Thread(target=self._warm, name="callrate-warm-kernels", daemon=True).start()
+
+    def _warm(self) -> None:
         try:
-            warm_batch_kernels(rater)
-        except Exception:  # a re-rating job will compile, and fail, on its own
+            self.batch = warm_batch_kernels(self._rater)
+        except Exception:  # ingestion keeps the per-call path; a re-rating job fails alone
             log.exception("warming the batch kernels failed")
         finally:
-            done.set()
-
-    threading.Thread(target=warm, name="callrate-warm-kernels", daemon=True).start()
-    return done
+            self.done.set()
 
 
 _ERROR_REF = "#/components/schemas/ErrorBody"

@@ -56,7 +56,7 @@ class Metrics:
         )
         self.rating_seconds = Histogram(
             "callrate_rating_seconds",
-            "Time to classify and price one call",
+            "Time to classify and price one call (a batch: one observation, its mean per CDR)",
             buckets=RATING_BUCKETS,
             registry=self.registry,
         )

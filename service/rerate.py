@@ -29,9 +29,9 @@ from service.db import repository
 from service.db.models import RerateJob
 from service.db.repository import CurrentRating
 from service.errors import InvalidInput, NotFound
-from service.flows import default_profile, profile_of, rating_row
+from service.flows import Rated, default_profile, profile_of, rating_row
 from service.metrics import Metrics, RerateProgress
-from service.rating.batch import BatchRater
+from service.rating.batch import RECORD_SCHEMA, BatchRater, record_columns
 from service.rating.cdr import DEFAULT_OFFSET, EPOCH
 from service.rating.scalar import Rater, SubscriberProfile
 from service.security import Actor, write_audit
@@ -44,15 +44,6 @@ EXPORT_ROWS_PER_FILE = 1_000_000
 RESULT_COLUMNS = ("id", "charge_fen", "tariff")
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 SOURCE = "rerate"
-_TEXT_FIELDS = ("id", "caller", "callee", "start", "type", "visited_area", "plan")
-BATCH_SCHEMA = pa.schema(
-    [
-        *((name, pa.string()) for name in _TEXT_FIELDS),
-        ("forward_kind", pa.string()),
-        ("duration_s", pa.int64()),
-        ("packages", pa.list_(pa.string())),
-    ]
-)
 
 
 class RerateMismatch(RuntimeError):
@@ -177,28 +168,9 @@ def run_job_quietly(
         run_job(sessions, job_id=job_id, rater=rater, default_plan=default_plan, metrics=metrics)
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _packages(value: object) -> list[str] | None:
-    if isinstance(value, list) and all(isinstance(p, str) for p in value):
-        return value
-    return None
-
-
 def _columns(records: list[dict[str, Any]]) -> pa.Table:
-    """SPEC §3.1 columns of stored (already validated) records for the batch path."""
-    columns: dict[str, list[Any]] = {
-        name: [_text(r.get(name)) for r in records] for name in _TEXT_FIELDS
-    }
-    # parse_cdr reads forward_kind only on forwarded legs; any other value is ignored.
-    columns["forward_kind"] = [
-        _text(r.get("forward_kind")) if r.get("type") == "forwarded" else None for r in records
-    ]
-    columns["duration_s"] = [r.get("duration_s") for r in records]
-    columns["packages"] = [_packages(r.get("packages")) for r in records]
-    return pa.table(columns, schema=BATCH_SCHEMA)
+    """SPEC §3.1 columns of stored (already validated, so well-typed) records."""
+    return record_columns(records)[0]
 
 
 # Two stored-record shapes (rated; rejected, with nulls and packages) that take every
@@ -278,7 +250,7 @@ def append_changed(
     """Append a rating for each row whose batch result (charge, tariff; None: rejected)
     differs from its current rating, after the per-call path has agreed on it."""
     fallback = default_profile(default_plan)
-    new_rows: list[dict[str, Any]] = []
+    new_rows: list[tuple[Any, ...]] = []
     rejected = delta = 0
     for index, (cdr_id, caller, _raw, _start, tariff, charge, seq) in enumerate(rows):
         new_charge, new_tariff = results[index]
@@ -287,16 +259,17 @@ def append_changed(
             continue
         if new_charge == charge and new_tariff == tariff:
             continue
-        rating = rater.rate_raw(
-            records[index], subscriber=profiles.get(caller, fallback), require_id=True
-        )
+        profile = profiles.get(caller, fallback)
+        rating = rater.rate_raw(records[index], subscriber=profile, require_id=True)
         if (rating.charge_fen, rating.tariff) != (new_charge, new_tariff):
             raise RerateMismatch(
                 f"CDR {cdr_id}: batch path {new_charge} fen ({new_tariff}), per-call path "
                 f"{rating.charge_fen} fen ({rating.tariff})"
             )
         delta += new_charge - charge
-        new_rows.append(rating_row(cdr_id, seq + 1, rating, now=now, source=SOURCE))
+        new_rows.append(
+            rating_row(cdr_id, seq + 1, Rated.of(rating, profile), now=now, source=SOURCE)
+        )
     if not dry_run:
         repository.insert_ratings(session, rows=new_rows)
     last = (rows[-1][3], rows[-1][0]) if rows else None
@@ -412,7 +385,7 @@ def export_window(
     if directory.exists() and any(directory.iterdir()):
         raise InvalidInput(f"{directory} is not empty")
     directory.mkdir(parents=True, exist_ok=True)
-    schema = pa.unify_schemas([BATCH_SCHEMA, PROFILE_SCHEMA])
+    schema = pa.unify_schemas([RECORD_SCHEMA, PROFILE_SCHEMA])
     files = count = 0
     writer: pq.ParquetWriter | None = None
     after: tuple[int, str] | None = None

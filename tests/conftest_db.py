@@ -107,6 +107,10 @@ def running_api(settings: Settings, rater: Rater) -> Iterator[Api]:
         start_blocking_portal() as portal,
         portal.wrap_async_context_manager(app.router.lifespan_context(app)),
     ):
+        # Ingestion rates through the batch path once its kernels are warm: wait, so that
+        # the API tests run the path production runs (flows tests cover the per-call one).
+        assert app.state.kernels.done.wait(timeout=300)
+        assert app.state.kernels.batch is not None
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         client = httpx.AsyncClient(transport=transport, base_url="http://callrate.test")
         try:

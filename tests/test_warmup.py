@@ -99,5 +99,5 @@ def test_rerate_compiles_its_kernels_before_its_first_transaction(tmp_path: Path
 
 def test_the_app_warms_the_kernels_at_start(settings: Settings, rater: Rater) -> None:
     with running_api(settings, rater) as api:
-        assert api.app.state.kernels_warm.wait(timeout=300)
+        assert api.app.state.kernels.done.wait(timeout=300)
         assert api.get("/healthz").status_code == 200

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from service import flows
 from service.api.deps import (
     AgentActor,
+    BatchRaterDep,
     BodyDep,
     MetricsDep,
     RaterDep,
@@ -70,6 +71,7 @@ def post_cdrs(
     body: BodyDep,
     session: SessionDep,
     rater: RaterDep,
+    batch: BatchRaterDep,
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> OrjsonResponse:
@@ -79,6 +81,7 @@ def post_cdrs(
     outcomes = flows.ingest_batch(
         session,
         rater=rater,
+        batch=batch,
         default_plan=settings.default_plan,
         records=records,
         metrics=metrics,

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from service.config import Settings
 from service.errors import BodyTooLarge, Forbidden, Unauthenticated
 from service.metrics import Metrics
+from service.rating.batch import BatchRater
 from service.rating.scalar import Rater
 from service.security import Actor, KeyRing
 
@@ -57,6 +58,16 @@ async def get_metrics(request: Request) -> Metrics:
 # scope="function": the commit runs before the response is sent, so a 2xx means durable.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 RaterDep = Annotated[Rater, Depends(get_rater)]
+
+
+async def get_batch_rater(request: Request) -> BatchRater | None:
+    """The batch path's rater once its kernels are compiled (see main.WarmKernels), else None:
+    ingestion rates through the per-call path meanwhile."""
+    batch: BatchRater | None = request.app.state.kernels.batch
+    return batch
+
+
+BatchRaterDep = Annotated[BatchRater | None, Depends(get_batch_rater)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 

@@ -83,11 +83,19 @@ class RatingRow(Base):
     call_class: Mapped[str] = mapped_column(String(16))
     dial: Mapped[str] = mapped_column(String(8))
     roaming: Mapped[str] = mapped_column(String(16))
-    items: Mapped[str] = mapped_column(Text)  # JSON list of SPEC §6.1 items
-    rules: Mapped[str] = mapped_column(Text)  # JSON list of rule ids
-    explanation_zh: Mapped[str] = mapped_column(Text)
+    # Stored by releases before migration 0004; since, NULL: rebuilt on read from the record
+    # and the profile below (flows.rebuild_detail).
+    items: Mapped[str | None] = mapped_column(Text)  # JSON list of SPEC §6.1 items
+    rules: Mapped[str | None] = mapped_column(Text)  # JSON list of rule ids
+    explanation_zh: Mapped[str | None] = mapped_column(Text)
     rated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     source: Mapped[str] = mapped_column(String(16))  # ingest | recycle | rerate
+    # The subscriber profile the rating used (registry entry or default plan); plan NULL:
+    # none (the record named its plan itself).
+    profile_plan: Mapped[str | None] = mapped_column(String(64))
+    profile_home_area: Mapped[str | None] = mapped_column(String(4))
+    profile_packages: Mapped[str | None] = mapped_column(Text)  # JSON list of package names
+    profile_registered: Mapped[bool | None] = mapped_column(Boolean)
 
     __table_args__ = (Index("ux_ratings_cdr_seq", "cdr_id", "seq", unique=True),)
 

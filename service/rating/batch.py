@@ -12,8 +12,9 @@ columns and the tariff book into the kernels' arguments and their results back i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -131,6 +132,58 @@ def _code_set(codes: Iterable[str]) -> npt.NDArray[np.bool_]:
     return _frozen(table)
 
 
+# -- JSON records as columns ------------------------------------------------------------------
+
+TEXT_FIELDS = ("id", "caller", "callee", "start", "type", "forward_kind", "visited_area", "plan")
+RECORD_SCHEMA = pa.schema(
+    [
+        *((name, pa.string()) for name in TEXT_FIELDS),
+        ("duration_s", pa.int64()),
+        ("packages", pa.list_(pa.string())),
+    ]
+)
+_INT64 = range(-(2**63), 2**63)
+
+
+def _odd_text(values: list[Any]) -> Iterable[int]:
+    return (i for i, v in enumerate(values) if v is not None and type(v) is not str)
+
+
+def record_columns(records: Sequence[Mapping[str, Any]]) -> tuple[pa.Table, set[int]]:
+    """JSON-decoded CDR objects -> RECORD_SCHEMA columns, and the rows whose values do not
+    have the columns' types (text not a string, duration_s not an integer of 64 bits,
+    packages not a list of strings: `parse_cdr` decides those rows; they are nulls here).
+
+    A type check comes first because Arrow converts leniently (60.5 to 60, "ab" to a list).
+    As in `parse_cdr`, forward_kind counts only on a forwarded leg.
+    """
+    columns = {name: [r.get(name) for r in records] for name in TEXT_FIELDS}
+    columns["forward_kind"] = [
+        kind if leg == "forwarded" else None
+        for kind, leg in zip(columns["forward_kind"], columns["type"], strict=True)
+    ]
+    odd = {i for name in TEXT_FIELDS for i in _odd_text(columns[name])}
+    durations = [r.get("duration_s") for r in records]
+    odd.update(
+        i
+        for i, v in enumerate(durations)
+        if v is not None and (type(v) is not int or v not in _INT64)
+    )
+    packages = [r.get("packages") for r in records]
+    odd.update(
+        i
+        for i, v in enumerate(packages)
+        if v is not None and (type(v) is not list or any(type(p) is not str for p in v))
+    )
+    for values in (*columns.values(), durations, packages):
+        for i in odd:
+            values[i] = None
+    table = pa.table(
+        {**columns, "duration_s": durations, "packages": packages}, schema=RECORD_SCHEMA
+    )
+    return table, odd
+
+
 # -- Arrow columns as kernel arguments ---------------------------------------------------------
 
 
@@ -229,6 +282,20 @@ def _dictionary(
         pa.int16(), len(indices), [valid, pa.py_buffer(indices)], null_count=nulls
     )
     return pa.DictionaryArray.from_arrays(array, values, safe=False)
+
+
+class RatedRows(NamedTuple):
+    """BatchRater.rate_rows: one entry per input row; the other fields of a row that is not
+    `rated` are meaningless, except `reason` (its rejection code)."""
+
+    rated: list[bool]
+    charge_fen: list[int]
+    call_class: list[str]
+    dial: list[str]
+    roaming: list[str]
+    tariff: list[str]
+    reason: list[str]
+    start_epoch_s: list[int]
 
 
 class BatchRater:
@@ -366,6 +433,9 @@ class BatchRater:
             "reason": pa.array(REASON_CODES, type=pa.string()),
         }
         self._default_profiles: dict[str | None, k.Profiles] = {}
+        # Ingestion rates batches from several threads; pricing a new key grows the shared
+        # price table, which a kernel running meanwhile must not see half made.
+        self._lock = threading.Lock()
 
     def _package_bits(self, names: Iterable[str]) -> int:
         return sum(1 << self.package_names.index(n) for n in set(names) if n in self.package_names)
@@ -380,29 +450,8 @@ class BatchRater:
     ) -> pa.Table:
         """Input columns unchanged plus charge_fen, call_class, dial, roaming, tariff, reason."""
         table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+        out, rejected = self._rate(table, subscribers, default_plan, require_id)
         n = table.num_rows
-        columns = _columns(table)
-        profiles = self._profiles(subscribers, default_plan)
-        out = k.Outputs(
-            charge=np.empty(n, dtype=np.int64),
-            call_class=np.empty(n, dtype=np.int16),
-            dial=np.empty(n, dtype=np.int16),
-            roaming=np.empty(n, dtype=np.int16),
-            tariff=np.empty(n, dtype=np.int16),
-            reason=np.empty(n, dtype=np.int16),
-            rated_bits=np.empty((n + 7) // 8, dtype=np.uint8),
-            rejected_bits=np.empty((n + 7) // 8, dtype=np.uint8),
-            pending_rows=np.empty(n, dtype=np.int64),
-            pending_keys=np.empty(n, dtype=np.int64),
-        )
-        rejected, pending = k.rate_rows(
-            columns, self.tables, self.limits, profiles, require_id, self.prices, out
-        )
-        if pending:
-            self._price(np.unique(out.pending_keys[:pending]))
-            durations = columns.duration_s.values
-            rejected += k.finish_rows(durations, self.prices, out, pending)
-
         clashes = [name for name in OUTPUT_COLUMNS if name in table.column_names]
         if clashes:
             table = table.drop_columns(clashes)
@@ -425,6 +474,67 @@ class BatchRater:
         for name, column in outputs.items():
             table = table.append_column(name, column)
         return table
+
+    def rate_rows(
+        self,
+        table: pa.Table,
+        *,
+        subscribers: Mapping[str, SubscriberProfile] | None = None,
+        default_plan: str | None = None,
+        require_id: bool = False,
+    ) -> RatedRows:
+        """The results as Python lists, for a caller that handles rows one by one (ingest)."""
+        out, _ = self._rate(table, subscribers, default_plan, require_id)
+        rated = np.unpackbits(out.rated_bits, count=table.num_rows, bitorder="little")
+        return RatedRows(
+            rated=rated.astype(np.bool_).tolist(),
+            charge_fen=out.charge.tolist(),
+            call_class=[CALL_CLASSES[i] for i in out.call_class.tolist()],
+            dial=[k.DIAL_NAMES[i] for i in out.dial.tolist()],
+            roaming=[k.ROAMING_NAMES[i] for i in out.roaming.tolist()],
+            tariff=[self.versions[i] for i in out.tariff.tolist()],
+            reason=[REASON_CODES[i] for i in out.reason.tolist()],
+            start_epoch_s=out.start_epoch.tolist(),
+        )
+
+    def _rate(
+        self,
+        table: pa.Table,
+        subscribers: Mapping[str, SubscriberProfile] | None,
+        default_plan: str | None,
+        require_id: bool,
+    ) -> tuple[k.Outputs, int]:
+        """The kernels' outputs for every row, and how many rows are rejected."""
+        n = table.num_rows
+        columns = _columns(table)
+        with self._lock:
+            profiles = self._profiles(subscribers, default_plan)
+            return self._run(columns, profiles, n, require_id)
+
+    def _run(
+        self, columns: k.Columns, profiles: k.Profiles, n: int, require_id: bool
+    ) -> tuple[k.Outputs, int]:
+        out = k.Outputs(
+            charge=np.empty(n, dtype=np.int64),
+            call_class=np.empty(n, dtype=np.int16),
+            dial=np.empty(n, dtype=np.int16),
+            roaming=np.empty(n, dtype=np.int16),
+            tariff=np.empty(n, dtype=np.int16),
+            reason=np.empty(n, dtype=np.int16),
+            rated_bits=np.empty((n + 7) // 8, dtype=np.uint8),
+            rejected_bits=np.empty((n + 7) // 8, dtype=np.uint8),
+            pending_rows=np.empty(n, dtype=np.int64),
+            pending_keys=np.empty(n, dtype=np.int64),
+            start_epoch=np.empty(n, dtype=np.int64),
+        )
+        rejected, pending = k.rate_rows(
+            columns, self.tables, self.limits, profiles, require_id, self.prices, out
+        )
+        if pending:
+            self._price(np.unique(out.pending_keys[:pending]))
+            durations = columns.duration_s.values
+            rejected += k.finish_rows(durations, self.prices, out, pending)
+        return out, rejected
 
     def _profiles(
         self, subscribers: Mapping[str, SubscriberProfile] | None, default_plan: str | None

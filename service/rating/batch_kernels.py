@@ -305,6 +305,7 @@ class Outputs(NamedTuple):
     rejected_bits: U8
     pending_rows: I64
     pending_keys: I64
+    start_epoch: I64  # the start in epoch seconds of every row that got that far (0 otherwise)
 
 
 # -- bytes ------------------------------------------------------------------------------------
@@ -748,12 +749,13 @@ def _in_window(second: int, start: int, until: int) -> bool:
 # -- one row ----------------------------------------------------------------------------------
 
 # A classified row: (kernel reason or OK, case key, version, call class, dial, roaming)
-Case = tuple[int, int, int, int, int, int]
+# (reason, key, version, call class, dial, roaming, start epoch seconds)
+Case = tuple[int, int, int, int, int, int, int]
 
 
 @_kernel
 def _reject(reason: int) -> Case:
-    return reason, 0, 0, 0, 0, 0
+    return reason, 0, 0, 0, 0, 0, 0
 
 
 @_kernel
@@ -931,7 +933,7 @@ def _case_of(
         if reason != OK:
             return _reject(reason)
         key = _key(version, plan, leg_kind, DIRECT, 0, 0, roaming, 0, lim)
-        return OK, key, version, INCOMING, DIRECT, roaming
+        return OK, key, version, INCOMING, DIRECT, roaming, epoch
     reason, dial, foreign, special, area, on_net, region = _classify_callee(
         columns.callee.data, callee_start, callee_end, t, lim
     )
@@ -972,7 +974,7 @@ def _case_of(
     group = t.region_group[region] if foreign >= 0 else 0
     key = _key(version, plan, leg_kind, dial, destination, group, roaming, flags, lim)
     call_class = FORWARD if forwarded else destination
-    return OK, key, version, call_class, dial, roaming
+    return OK, key, version, call_class, dial, roaming, epoch
 
 
 # -- charges ----------------------------------------------------------------------------------
@@ -1018,10 +1020,11 @@ def rate_rows(
     rejected = pending = 0
     rated_byte = 0
     for row in range(rows):
-        reason, key, version, call_class, dial, roaming = _case_of(
+        reason, key, version, call_class, dial, roaming, epoch = _case_of(
             columns, row, t, lim, profiles, require_id
         )
         at = np.uint64(row)  # unsigned: no wraparound check (see _byte)
+        out.start_epoch[at] = epoch
         out.call_class[at] = call_class
         out.dial[at] = dial
         out.roaming[at] = roaming

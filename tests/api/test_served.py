@@ -91,7 +91,7 @@ def test_golden_cases_through_callrate_serve(database_url: str, tmp_path: Path) 
 
 
 BATCHES = 8
-BATCH_SIZE = 2_000
+BATCH_SIZE = 10_000  # the most a batch holds: the one in flight still is when the kill comes
 KILL_BEFORE = 4  # batches 0..3 are acknowledged; batch 4 is in flight when the server dies
 
 
@@ -131,7 +131,7 @@ def test_sigkill_mid_stream_then_retries_store_every_record_once(
 
         sender = threading.Thread(target=send)
         sender.start()
-        time.sleep(0.05)  # the batch is being read, rated or written
+        time.sleep(0.02)  # the batch is being read, rated or written
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         sender.join(timeout=30)

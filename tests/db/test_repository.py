@@ -10,34 +10,24 @@ from service.db.session import make_engine, make_sessionmaker
 NOW = datetime(2010, 3, 1, 2, 0, tzinfo=UTC)
 
 
-def _cdr(cdr_id: str) -> dict[str, object]:
-    return {
-        "id": cdr_id,
-        "caller": "13800138000",
-        "callee": "02188001234",
-        "start_epoch_s": 1_267_408_800,
-        "duration_s": 60,
-        "leg": "originating",
-        "raw": "{}",
-        "received_at": NOW,
-    }
+def _cdr(cdr_id: str) -> tuple[object, ...]:  # repository.CDR_COLUMNS
+    return (cdr_id, "13800138000", "02188001234", 1_267_408_800, 60, "originating", "{}", NOW)
 
 
-def _rating(cdr_id: str, seq: int, charge_fen: int) -> dict[str, object]:
-    return {
-        "cdr_id": cdr_id,
-        "seq": seq,
-        "tariff": "cmcc-2010",
-        "charge_fen": charge_fen,
-        "call_class": "domestic_ld",
-        "dial": "direct",
-        "roaming": "home",
-        "items": "[]",
-        "rules": "[]",
-        "explanation_zh": "",
-        "rated_at": NOW,
-        "source": "ingest",
-    }
+def _rating(cdr_id: str, seq: int, charge_fen: int) -> tuple[object, ...]:
+    profile = ("gotone", None, "[]", True)
+    return (
+        cdr_id,
+        seq,
+        "cmcc-2010",
+        charge_fen,
+        "domestic_ld",
+        "direct",
+        "home",
+        NOW,
+        "ingest",
+        *profile,
+    )
 
 
 def test_current_charges_are_those_of_the_highest_seq(database_url: str) -> None:
