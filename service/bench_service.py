@@ -7,7 +7,8 @@ On a throwaway schema of a PostgreSQL database it measures, in order:
 3. the bare audited-ASGI floor (service.bench_floor under uvicorn, N workers), closed loop;
 4. quote capacity of the service, closed loop on the same connections and body;
 5. quotes open-loop at 50 % and 200 % of that capacity: admitted (200) p50/p99, share of
-   503, requests that got no answer, the most PostgreSQL backends of the service seen.
+   503, requests that got no answer, the most PostgreSQL backends of the service seen;
+6. ingest again, into a new SQLite file (synchronous=FULL: every 2xx durable), CDRs/s.
 Client and servers share the machine's cores; ratios within one run are what compare.
 """
 
@@ -238,6 +239,42 @@ async def open_loop(url: str, request: bytes, *, rate: float, seconds: float) ->
     }
 
 
+def sqlite_ingest(
+    scratch: Path,
+    *,
+    workers: int,
+    batches: int,
+    batch_size: int,
+    concurrency: int,
+    service_path: Path | None,
+) -> dict[str, Any]:
+    """`loadtest ingest` against `callrate serve` on a new SQLite file with
+    synchronous=FULL, the default: every 2xx batch is on disk before its answer."""
+    directory = scratch / "sqlite"
+    directory.mkdir()
+    env = {
+        "CALLRATE_DATABASE_URL": f"sqlite:///{directory / 'callrate.sqlite3'}",
+        "CALLRATE_API_KEYS": ",".join(f"{role}={key}" for role, key in KEYS.items()),
+        "CALLRATE_DATA_DIR": str(directory),
+        "CALLRATE_SQLITE_SYNCHRONOUS": "FULL",
+    }
+    if service_path is not None:
+        env["PYTHONPATH"] = str(service_path)
+    port = loadtest.free_port()
+    command = [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)]
+    command += ["--port", str(port)]
+    with server(command, env, port, directory / "serve.log", cwd=service_path) as base:
+        return uvloop.run(
+            loadtest.ingest(
+                url=base,
+                key=KEYS["switch"],
+                batches=batches,
+                batch_size=batch_size,
+                concurrency=concurrency,
+            )
+        )
+
+
 def run_service_bench(
     database_url: str,
     *,
@@ -304,6 +341,14 @@ def run_service_bench(
                 figures["postgres_backends_seen"] = backends.most
                 result["open_loop"][f"{round(share * 100)}%"] = figures
         ceiling = copy_ceiling(url)
+        on_sqlite = sqlite_ingest(
+            logs,
+            workers=workers,
+            batches=batches,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            service_path=service_path,
+        )
         floor_port = loadtest.free_port()
         floor = [sys.executable, "-m", "uvicorn", "service.bench_floor:app"]
         floor += ["--workers", str(workers), "--port", str(floor_port), "--no-access-log"]
@@ -319,6 +364,7 @@ def run_service_bench(
             "copy_ceiling_cdrs_per_s": ceiling["cdrs_per_s"],
             "ingest_cdrs_per_s": ingested["cdrs_per_s"],
             "ingest_to_ceiling": round(ingested["cdrs_per_s"] / ceiling["cdrs_per_s"], 2),
+            "sqlite_ingest_cdrs_per_s": on_sqlite["cdrs_per_s"],
             "floor_quotes_per_s": round(floor_per_s),
             "quote_capacity_per_s": round(capacity),
             "quote_to_floor": round(capacity / floor_per_s, 2) if floor_per_s else None,

@@ -18,7 +18,12 @@ def test_bench_service_reports_every_figure(capsys: pytest.CaptureFixture[str]) 
     assert main(["bench", "service", "--database-url", url, *tiny]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ingest"]["rated"] == 100
-    for name in ("copy_ceiling_cdrs_per_s", "ingest_cdrs_per_s", "floor_quotes_per_s"):
+    for name in (
+        "copy_ceiling_cdrs_per_s",
+        "ingest_cdrs_per_s",
+        "sqlite_ingest_cdrs_per_s",
+        "floor_quotes_per_s",
+    ):
         assert report[name] > 0, name
     assert report["quote_capacity_per_s"] > 0
     assert report["ingest_to_ceiling"] == round(
