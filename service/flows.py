@@ -388,7 +388,15 @@ def rate_records(
     the others through `parse_cdr` and `Rater.rate`. `registry(msisdns)` gives the profiles
     of the callers among `msisdns`; `fallback` is the profile of any other caller."""
     results: list[Accepted | Rejected | None] = [None] * len(records)
-    lane = [i for i, r in enumerate(records) if r.rejection is None and type(r.value) is dict]
+    # The kernels check an id's length, not its characters (parse_cdr: no NUL, no surrogate).
+    lane = [
+        i
+        for i, r in enumerate(records)
+        if r.rejection is None
+        and type(r.value) is dict
+        and type(record_id := r.value.get("id")) is str
+        and is_storable_text(record_id)
+    ]
     if batch is None:
         lane = []
     values = [cast(dict[str, Any], records[i].value) for i in lane]
@@ -401,8 +409,12 @@ def rate_records(
         except Rejected as rejection:
             results[index] = rejection
     callers = {call.caller for call in calls.values()}
-    callers.update(  # a rated caller's national form is its last 11 characters
-        caller[-MOBILE_LEN:] for v in values if type(caller := v.get("caller")) is str
+    callers.update(  # a rated caller's national form is its last 11 characters, all digits
+        national
+        for v in values
+        if type(caller := v.get("caller")) is str
+        and (national := caller[-MOBILE_LEN:]).isascii()
+        and national.isdigit()
     )
     profiles = registry(sorted(callers))
     if table is not None and len(odd) < len(lane):

@@ -49,6 +49,13 @@ ODD_VALUES: list[Any] = [
     {"packages": ["ld_night", 1]},
     {"packages": {"ld_night": True}},
     {"packages": [["ld_night"]]},
+    {"id": "nul\u0000"},
+    {"id": 7},
+    {"id": None},
+    {"id": ""},
+    {"callee": "021\u00008800"},
+    {"caller": "1380013800\u0000"},
+    {"plan": "gotone\u0000"},
 ]
 
 
@@ -64,7 +71,7 @@ def _records(rater: Rater) -> list[bytes]:
     values: list[Any] = [*decision_rows(), *generate_cdrs(rater, 1500, seed=9).to_pylist()]
     values += [{**base, **odd} for odd in ODD_VALUES]
     lines = [
-        json.dumps({**value, "id": f"r{index}"}, sort_keys=True).encode()  # any integer
+        json.dumps({"id": f"r{index}", **value}, sort_keys=True).encode()  # any integer
         for index, value in enumerate(values)
     ]
     lines += [b"[1, 2]", b'"text"', b"17", b"null", b'{"id": "no-caller"}', b"{]"]
