@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # tools without DbTimeouts (CLI re-rating, key commands)
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+WRITER = "callrate.writer"  # Connection.info key: the SqliteWriterLock its transaction holds
 # A frozen server never answers, so its own statement_timeout never fires: the client stops
 # waiting this long after it.
 CLIENT_GRACE_S = 0.5
@@ -85,6 +87,7 @@ class SqliteWriterLock:
         self.timeout_s = timeout_s
         self._threads = threading.Lock()
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        weakref.finalize(self, os.close, self._fd)  # with the engine whose listeners hold it
 
     def acquire(self) -> None:
         """Wait for the lock; sqlite3.OperationalError after `timeout_s`."""
@@ -188,7 +191,7 @@ def make_engine(
             return
         if writers is not None:
             writers.acquire()
-            connection.info["callrate.writer"] = writers
+            connection.info[WRITER] = writers
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
@@ -203,8 +206,17 @@ def make_engine(
     def _rollback(connection: Any) -> None:
         _end(connection, commit=False)
 
+    @event.listens_for(engine, "checkin")
+    @event.listens_for(engine, "invalidate")
+    def _returned(_dbapi_connection: Any, record: Any, *_: Any) -> None:
+        # A connection back in the pool (or dropped from it) holds no transaction: a lock
+        # its transaction still held (not ended by commit or rollback events) goes too.
+        held = record.info.pop(WRITER, None) if record is not None else None
+        if held is not None:
+            held.release()
+
     def _end(connection: Any, *, commit: bool = False) -> None:
-        held = connection.info.pop("callrate.writer", None)
+        held = connection.info.pop(WRITER, None)
         if held is None:
             return
         try:

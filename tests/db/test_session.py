@@ -3,9 +3,17 @@ PostgreSQL)."""
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
 from sqlalchemy import Engine, text
 
-from service.db.session import is_sqlite, make_engine
+from service.db.session import DbTimeouts, SqliteWriterLock, is_sqlite, make_engine
 
 SQLITE_LEVELS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
@@ -57,3 +65,62 @@ def test_audit_only_statements_commit_one_by_one(database_url: str) -> None:
     finally:
         audit.dispose()
         other.dispose()
+
+
+def test_sqlite_writers_queue_on_the_writer_lock_and_time_out_like_busy(tmp_path: Path) -> None:
+    """One writing transaction at a time across engines (processes): a second writer waits,
+    gets in as soon as the first commits, and past its timeout gets "database is locked"."""
+    url = f"sqlite:///{tmp_path / 'w.sqlite3'}"
+    first = make_engine(url, timeouts=DbTimeouts(statement_s=0.3))
+    second = make_engine(url, timeouts=DbTimeouts(statement_s=3.0))
+    with first.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    waited: list[float] = []
+
+    def write() -> None:
+        started = time.monotonic()
+        with second.begin() as connection:
+            waited.append(time.monotonic() - started)
+            connection.execute(text("INSERT INTO t VALUES (2)"))
+
+    with first.begin() as connection:
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.5)
+        assert not waited  # still queued behind the open transaction
+    writer.join(timeout=5)
+    assert len(waited) == 1
+    assert 0.4 < waited[0] < 1.0  # in right after the commit, not after a busy-handler sleep
+    with second.begin() as connection:
+        connection.execute(text("INSERT INTO t VALUES (3)"))
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"), first.begin():
+            pass
+    with first.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 3
+    first.dispose()
+    second.dispose()
+
+
+def test_a_writer_lock_held_by_a_killed_process_is_free(tmp_path: Path) -> None:
+    lock_file = tmp_path / "x.sqlite3-writer.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(lock_file)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == b"held\n"
+    lock = SqliteWriterLock(lock_file, timeout_s=0.2)
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        lock.acquire()
+    holder.kill()
+    holder.wait()
+    holder.stdout.close()
+    lock.acquire()
+    lock.release()
