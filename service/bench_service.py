@@ -14,10 +14,8 @@ Client and servers share the machine's cores; ratios within one run are what com
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +23,6 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,7 @@ import psycopg
 import uvloop
 from sqlalchemy.engine import make_url
 
-from service import loadtest
+from service import loadgen, loadtest
 from service.db.migrate import throwaway_schema
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -133,28 +130,6 @@ def copy_ceiling(url: str) -> dict[str, Any]:
     return {"cdrs": stored, "seconds": round(elapsed, 3), "cdrs_per_s": round(stored / elapsed)}
 
 
-async def closed_loop(url: str, request: bytes, *, connections: int, seconds: float) -> float:
-    """Requests per second answered 200, each connection sending the next as soon as the last
-    answer arrived (after a warm-up of a fifth of the time, not counted)."""
-    client = loadtest.HttpClient(url, max_connections=connections)
-    statuses: Counter[int] = Counter()
-    warm_until = time.perf_counter() + seconds / 5
-    end = warm_until + seconds
-
-    async def worker(number: int) -> None:
-        await asyncio.sleep(number * loadtest.CONNECT_STAGGER_S)  # spread over the workers
-        while (now := time.perf_counter()) < end:
-            status, _ = await client.send(request)
-            if now >= warm_until:
-                statuses[status] += 1
-
-    try:
-        await asyncio.gather(*(worker(number) for number in range(connections)))
-    finally:
-        await client.close()
-    return statuses[200] / seconds
-
-
 class BackendSampler:
     """The most PostgreSQL backends with one application_name, sampled every 50 ms."""
 
@@ -183,59 +158,6 @@ class BackendSampler:
                 self.most = max(self.most, int(row[0]) if row else 0)
                 if self._stop.wait(0.05):
                     break
-
-
-async def open_loop(url: str, request: bytes, *, rate: float, seconds: float) -> dict[str, Any]:
-    """Request i due at start + i / rate whatever the server does; latency from the due time
-    to the whole answer. Admitted: answered 200; refused: 503; lost: no answer in time."""
-    client = loadtest.HttpClient(url, max_connections=loadtest.MAX_CONNECTIONS)
-    count = max(1, int(rate * seconds))
-    admitted: list[float] = []
-    late: list[float] = []  # how late this client itself started each request
-    statuses: Counter[int] = Counter()
-
-    async def one(due: float) -> None:
-        late.append(time.perf_counter() - due)
-        try:
-            status, _ = await asyncio.wait_for(
-                client.send(request), timeout=loadtest.REQUEST_TIMEOUT_S
-            )
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, loadtest.HttpError):
-            status = 0
-        statuses[status] += 1
-        if status == 200:
-            admitted.append(time.perf_counter() - due)
-
-    await client.send(client.render("GET", "/healthz", b"", {}))
-    tasks = []
-    start = time.perf_counter()
-    for i in range(count):
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(due)))
-    await asyncio.gather(*tasks)
-    await client.close()
-    ordered = sorted(admitted)
-
-    def ms(fraction: float) -> float | None:
-        if not ordered:
-            return None
-        return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 2)
-
-    return {
-        "offered_per_s": round(rate, 1),
-        "requests": count,
-        "admitted": len(admitted),
-        "admitted_p50_ms": round(statistics.median(ordered) * 1000, 2) if ordered else None,
-        "admitted_p99_ms": ms(0.99),
-        "share_503": round(statuses[503] / count, 4),
-        "no_answer": statuses[0],
-        "other_status": sum(n for s, n in statuses.items() if s not in (0, 200, 503)),
-        # the client shares the cores: a late start counts in the latencies above
-        "client_late_p99_ms": round(sorted(late)[int(0.99 * (len(late) - 1))] * 1000, 2),
-    }
 
 
 def run_service_bench(
@@ -292,14 +214,15 @@ def run_service_bench(
                     concurrency=concurrency,
                 )
             )
-            capacity = uvloop.run(
-                closed_loop(base, quote, connections=connections, seconds=seconds)
+            closed = loadgen.run(
+                base, [quote], mode="closed", connections=connections, seconds=seconds
             )
+            capacity = closed["per_s"]
             result["open_loop"] = {}
             for share in (0.5, 2.0):
                 with BackendSampler(url, service_name) as backends:
-                    figures = uvloop.run(
-                        open_loop(base, quote, rate=capacity * share, seconds=seconds)
+                    figures = loadgen.run(
+                        base, [quote], mode="open", rate=capacity * share, seconds=seconds
                     )
                 figures["postgres_backends_seen"] = backends.most
                 result["open_loop"][f"{round(share * 100)}%"] = figures
@@ -311,9 +234,10 @@ def run_service_bench(
         floor_env = {"CALLRATE_BENCH_FLOOR_DSN": libpq_url(_named(url, floor_name))}
         with server(floor, floor_env, floor_port, logs / "floor.log") as floor_base:
             floor_request = quote.replace(b"/v1/quote", b"/quote", 1)
-            floor_per_s = uvloop.run(
-                closed_loop(floor_base, floor_request, connections=connections, seconds=seconds)
+            floor_closed = loadgen.run(
+                floor_base, [floor_request], mode="closed", connections=connections, seconds=seconds
             )
+            floor_per_s = floor_closed["per_s"]
     result.update(
         {
             "copy_ceiling_cdrs_per_s": ceiling["cdrs_per_s"],
