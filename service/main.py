@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -92,17 +92,14 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
             with app.state.sessions.begin() as session:
                 print_new_keys(ensure_keys(session, now=utcnow()))
             app.state.keys = KeyRing.from_database(app.state.sessions)
-        app.state.kernels_warm = _warm_in_background(app.state.rater)
+        frozen = _Frozen()
+        app.state.kernels_warm = _warm_in_background(app.state.rater, then=frozen.again)
         log.info("callrate ready: %d tariff versions", len(app.state.rater.book.tariffs))
-        # Tariffs, numbering tables, the app and its libraries live as long as the process:
-        # moved out of the collector's reach, a full (gen 2) collection no longer re-scans
-        # them. Measured: 36 ms a full collection before, under 1 ms after; ingestion
-        # triggered one every few batches, and each was a 36 ms stall for any quote in flight.
-        gc.freeze()
+        frozen.start()
         try:
             yield
         finally:
-            gc.unfreeze()
+            frozen.stop()
             app.state.registry_cache.stop()
             await app.state.audit_batcher.close()
             ready_engine.dispose()
@@ -136,12 +133,43 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     return app
 
 
-def _warm_in_background(rater: Rater) -> threading.Event:
+class _Frozen:
+    """Objects that live as long as the process, out of the collector's reach while the app
+    runs: a full (gen 2) collection no longer re-scans them.
+
+    Frozen at start (tariffs, numbering tables, the app and its libraries; measured: 36 ms a
+    full collection before, under 1 ms after) and again once the batch kernels are warm
+    (numba's typing and target contexts and the loaded kernels: ~60,000 objects, measured
+    25-110 ms a full collection, one every few seconds under load, each a stall for every
+    request in flight). A freeze after the app stopped would outlive it: never done."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = False
+
+    def start(self) -> None:
+        with self._lock:
+            self._running = True
+            gc.freeze()
+
+    def again(self) -> None:
+        with self._lock:
+            if self._running:
+                gc.freeze()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._running = False
+            gc.unfreeze()
+
+
+def _warm_in_background(rater: Rater, *, then: Callable[[], None]) -> threading.Event:
     """Compile (or load from the JIT cache) the batch kernels in a thread, outside any
     transaction; set the event when done. A thread, so that a cold JIT cache (~16 s of
     compiling) does not delay readiness: quotes and ingestion never use these kernels, and
     a re-rating job started meanwhile warms them itself before its first transaction
-    (numba's compiler lock makes it wait for this thread's work, not repeat it)."""
+    (numba's compiler lock makes it wait for this thread's work, not repeat it). `then` runs
+    after the warm-up, before the event is set."""
     done = threading.Event()
 
     def warm() -> None:
@@ -150,6 +178,7 @@ def _warm_in_background(rater: Rater) -> threading.Event:
         except Exception:  # a re-rating job will compile, and fail, on its own
             log.exception("warming the batch kernels failed")
         finally:
+            then()
             done.set()
 
     threading.Thread(target=warm, name="callrate-warm-kernels", daemon=True).start()
