@@ -286,6 +286,7 @@ class _ClosedLoop(_Sink):
         self.warm_until = warm_until
         self.end = end
         self.sent = 0
+        self.answered = 0  # warm-up included
         self.statuses: Counter[int] = Counter()
         self.connections: list[_Connection] = []
         self.open = 0
@@ -303,6 +304,7 @@ class _ClosedLoop(_Sink):
 
     def finish(self, connection: _Connection | None, index: int, status: int) -> None:
         now = self.loop.time()
+        self.answered += 1
         if self.warm_until <= now < self.end:
             self.statuses[status] += 1
         if connection is not None and not connection.closed:
@@ -320,7 +322,8 @@ async def closed_loop(
     host: str, port: int, requests: Sequence[bytes], *, connections: int, seconds: float
 ) -> dict[str, Any]:
     """Answers 200 per second on `connections` connections, each sending the next request
-    as soon as the last answer arrived, after a warm-up of a fifth of `seconds`."""
+    as soon as the last answer arrived, after a warm-up of a fifth of `seconds`; their
+    statuses, and how many answers came in all (the warm-up's too)."""
     loop = asyncio.get_running_loop()
     warm_until = loop.time() + connections * CONNECT_STAGGER_S + seconds / 5
     run = _ClosedLoop(requests, warm_until=warm_until, end=warm_until + seconds)
@@ -343,6 +346,7 @@ async def closed_loop(
     return {
         "per_s": run.statuses[200] / seconds,
         "statuses": {str(s): n for s, n in run.statuses.items()},
+        "answered": run.answered,
     }
 
 

@@ -5,6 +5,7 @@ costs no failed quote, a failed audit group answers 503."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import sqlite3
@@ -274,3 +275,33 @@ def test_the_quote_endpoint_answers_as_the_middleware_stack_would(
     rows = [(row["role"], row["subject"], row["detail"]) for row in audit]
     assert len(rows) == 2 * 5
     assert rows[:5] == rows[5:]
+
+
+def test_a_quote_cancelled_during_its_insert_leaves_the_writer_usable(tmp_path: Path) -> None:
+    """A row goes from its quote's own task when the writer is free: cancelling that task
+    (the server stopping) cuts the INSERT off, and the writer serves the next row."""
+    with fresh_database("postgresql", tmp_path) as url:
+        engine = make_engine(url, audit_only=True, pre_ping=False)
+        batcher = AuditBatcher(engine)
+        row = {"at": utcnow(), "key_id": "k", "role": "agent", "action": "quote", "detail": None}
+        locker = create_engine(url, poolclass=pool.NullPool)
+
+        async def scenario() -> None:
+            await batcher.write({**row, "subject": "first"})  # the connection is made
+            with locker.connect() as connection:
+                connection.execute(text("LOCK TABLE audit_log IN ACCESS EXCLUSIVE MODE"))
+                stuck = asyncio.create_task(batcher.write({**row, "subject": "cut"}))
+                await asyncio.sleep(0.2)  # its INSERT waits for the lock
+                stuck.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stuck
+                connection.rollback()
+            async with asyncio.timeout(10):
+                await batcher.write({**row, "subject": "next"})
+            await batcher.close()
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            engine.dispose()
+            locker.dispose()
