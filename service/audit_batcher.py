@@ -5,17 +5,18 @@ data audited). A row goes at once on a free writer (a connection), from the quot
 task; rows that arrive while every writer runs an INSERT wait for the next free one, which
 takes them all (up to `max_rows`) in a task of its own: at low load each row goes alone at
 once (no added latency, no extra turn of the event loop), under load one statement and one
-thread hop serve many quotes. When the INSERT
-fails, every quote that waited on it gets the error (the handlers answer 503
-database_unavailable); an error that is not the database's unavailability is narrowed to
-the row(s) that cause it by inserting the rows of that group one by one.
+thread hop serve many quotes. When the INSERT fails, every quote that waited on it gets the
+error (the handlers answer 503 database_unavailable); an error that is not the database's
+unavailability is narrowed to the row(s) that cause it by inserting the rows of that group
+one by one.
 
 On PostgreSQL the batcher writes on asyncio connections of its own (WRITERS of them, one
-INSERT at a time on each; no thread hop, no pool) with the service's bounds: connect_timeout, the server's
-statement_timeout, and a client-side deadline for a server that does not answer at all;
-one statement, `INSERT ... SELECT FROM json_populate_recordset`, prepared once, whatever the group
-size. A connection found dead is replaced and the INSERT retried once. SQLite: the INSERT
-runs in a worker thread on the engine.
+INSERT at a time on each; no thread hop, no pool) with the service's bounds:
+connect_timeout, the server's statement_timeout, and a client-side deadline for a server
+that does not answer at all; one statement, `INSERT ... SELECT FROM
+json_populate_recordset`, prepared once, whatever the group size. A connection found dead
+is replaced and the INSERT retried once. SQLite: the INSERT runs in a worker thread on the
+engine.
 """
 
 from __future__ import annotations

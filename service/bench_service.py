@@ -231,7 +231,7 @@ def run_service_bench(
     batches: int = 200,
     batch_size: int = 1000,
     concurrency: int = 4,
-    connections: int = 4,
+    connections: int = 16,
     seconds: float = 5.0,
     pool_size: int = 8,
     service_path: Path | None = None,

@@ -237,8 +237,13 @@ async def open_loop(
     max_connections: int = MAX_CONNECTIONS,
     timeout_s: float = REQUEST_TIMEOUT_S,
 ) -> dict[str, Any]:
-    """Request i due at start + i / rate whatever the server does (see the module)."""
-    count = max(1, int(rate * seconds))
+    """Request i due at start + i / rate whatever the server does (see the module), for a
+    warm-up of a fifth of `seconds` and then `seconds`. The figures are those of the
+    requests due after the warm-up; the warm-up's, when the client opens its connections
+    (a step from nothing to the full rate: the first requests wait for connections to be
+    made and accepted), are given apart under "warm_up"."""
+    warm_up = max(0, int(rate * seconds / 5))
+    count = warm_up + max(1, int(rate * seconds))
     run = _OpenLoop(host, port, requests, max_connections=max_connections, count=count)
     loop = run.loop
     start = loop.time() + 0.05  # the schedule starts once every timer is set
@@ -258,12 +263,24 @@ async def open_loop(
     finally:
         watcher.cancel()
         run.close()
-    statuses = Counter(run.status)
-    admitted = [run.took[i] for i in range(count) if run.status[i] == 200]
-    late = [run.sent[i] - run.due[i] for i in range(count)]
+    figures = _figures(run, range(warm_up, count), rate=rate)
+    figures["warm_up"] = {
+        key: value
+        for key, value in _figures(run, range(warm_up), rate=rate).items()
+        if key in ("requests", "admitted_p99_ms", "share_503", "no_answer")
+    }
+    figures["client_connections"] = run.most_open
+    return figures
+
+
+def _figures(run: _OpenLoop, indexes: range, *, rate: float) -> dict[str, Any]:
+    count = max(1, len(indexes))
+    statuses = Counter(run.status[i] for i in indexes)
+    admitted = [run.took[i] for i in indexes if run.status[i] == 200]
+    late = [run.sent[i] - run.due[i] for i in indexes]
     return {
         "offered_per_s": round(rate, 1),
-        "requests": count,
+        "requests": len(indexes),
         "admitted": len(admitted),
         "admitted_p50_ms": _percentile_ms(admitted, 0.5),
         "admitted_p99_ms": _percentile_ms(admitted, 0.99),
@@ -272,7 +289,6 @@ async def open_loop(
         "other_status": sum(n for s, n in statuses.items() if s not in (NO_ANSWER, 200, 503)),
         # the client shares the cores: a late start counts in the latencies above
         "client_late_p99_ms": _percentile_ms(late, 0.99),
-        "client_connections": run.most_open,
     }
 
 
