@@ -16,6 +16,7 @@ the queue instead of serving requests that already waited too long.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -31,7 +32,7 @@ _BODY = orjson.dumps(
         "message": "this worker has as many requests in flight as it admits; retry later",
     }
 )
-_START = {
+_START: dict[str, Any] = {
     "type": "http.response.start",
     "status": 503,
     "headers": [
@@ -42,13 +43,13 @@ _START = {
 }
 
 
-class AdmissionMiddleware:
-    """Pure ASGI: admits at most `max_in_flight` HTTP requests at once (this process)."""
+class Admission:
+    """One worker's admission state: requests in flight and event-loop lag. Shared by the
+    middleware and the routes served before it (service.api.quote)."""
 
-    def __init__(self, app: ASGIApp, *, max_in_flight: int, max_lag_s: float = 0.0) -> None:
+    def __init__(self, *, max_in_flight: int, max_lag_s: float = 0.0) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
-        self.app = app
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.refused = 0
@@ -64,22 +65,65 @@ class AdmissionMiddleware:
             await asyncio.sleep(LAG_PERIOD_S)
             self.lag_s = loop.time() - due
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on, or refuse it 503 overloaded without reading its body."""
-        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
-            await self.app(scope, receive, send)
-            return
+    def admit(self) -> bool:
+        """Count a request in (True), or count it refused (False): then answer it `refuse`
+        and never `leave`."""
         if self.max_lag_s and self._watcher is None:  # on the serving loop, at its first request
             self._watcher = asyncio.get_running_loop().create_task(self._watch_lag())
         if self.in_flight >= self.max_in_flight or (
             self.lag_s > self.max_lag_s > 0 and self.in_flight >= self._lag_floor
         ):
             self.refused += 1
-            await send(_START)
-            await send({"type": "http.response.body", "body": _BODY})
-            return
+            return False
         self.in_flight += 1
+        return True
+
+    def leave(self) -> None:
+        """An admitted request ended."""
+        self.in_flight -= 1
+
+
+async def refuse(send: Send, *extra_headers: tuple[bytes, bytes]) -> None:
+    """Answer 503 overloaded with Retry-After (the body is never read)."""
+    start = {**_START, "headers": [*_START["headers"], *extra_headers]} if extra_headers else _START
+    await send(start)
+    await send({"type": "http.response.body", "body": _BODY})
+
+
+class AdmissionMiddleware:
+    """Pure ASGI: admits at most `max_in_flight` HTTP requests at once (this process)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        admission: Admission | None = None,
+        max_in_flight: int = 64,
+        max_lag_s: float = 0.0,
+    ) -> None:
+        self.app = app
+        self.admission = admission or Admission(max_in_flight=max_in_flight, max_lag_s=max_lag_s)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not ended."""
+        return self.admission.in_flight
+
+    @property
+    def lag_s(self) -> float:
+        """The event loop's lag last measured (0 when not measured)."""
+        return self.admission.lag_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, or refuse it 503 overloaded without reading its body."""
+        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
+            await self.app(scope, receive, send)
+            return
+        admission = self.admission
+        if not admission.admit():
+            await refuse(send)
+            return
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            admission.leave()

@@ -2,20 +2,23 @@
 
 On a throwaway schema of a PostgreSQL database it measures, in order:
 1. ingest: `callrate loadtest ingest` against `callrate serve --workers N`, CDRs/s;
-2. the COPY ceiling: the rows that ingest stored (cdrs, ratings) copied again into tables
-   like theirs by COPY on 2 connections, committed: CDRs/s the database itself takes;
-3. the bare audited-ASGI floor (service.bench_floor under uvicorn, N workers), closed loop;
-4. quote capacity of the service, closed loop on the same connections and body;
-5. quotes open-loop at 50 % and 200 % of that capacity: admitted (200) p50/p99, share of
+2. quote capacity of the service and of the bare audited-ASGI floor (service.bench_floor
+   under uvicorn, N workers), both up, closed loops on the same connections and body, in
+   turns (ROUNDS each; medians): answers per second, and CPU per answer of the server's
+   processes and of its PostgreSQL backends;
+3. quotes open-loop at 50 % and 200 % of that capacity: admitted (200) p50/p99, share of
    503, requests that got no answer, the most PostgreSQL backends of the service seen;
-6. ingest again, into a new SQLite file (synchronous=FULL: every 2xx durable), CDRs/s.
-Client and servers share the machine's cores; ratios within one run are what compare.
+4. the COPY ceiling: the rows that ingest stored (cdrs, ratings) copied again into tables
+   like theirs by COPY on 2 connections, committed: CDRs/s the database itself takes;
+5. ingest again, into a new SQLite file (synchronous=FULL: every 2xx durable), CDRs/s.
+The quote load comes from service.loadgen, a process of its own. Client and servers share
+the machine's cores; ratios within one run are what compare, and CPU per answer moves
+least with what else the machine runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import statistics
@@ -26,23 +29,23 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psycopg
 import uvloop
 from sqlalchemy.engine import make_url
 
-from service import loadtest
+from service import audit_batcher, loadgen, loadtest
 from service.db.migrate import throwaway_schema
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 KEYS = {"switch": "bench-switch-key", "agent": "bench-agent-key"}
 START_TIMEOUT_S = 60.0
+ROUNDS = 3  # closed loops of the service and of the floor, in turns
 COPY_TABLES = ("cdrs", "ratings")
 QUOTE_BODY = orjson.dumps(loadtest.record(0, prefix=None))
 
@@ -60,11 +63,26 @@ def libpq_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+class Served(NamedTuple):
+    """A running server: its base URL, its process (uvicorn's workers are its children)
+    and the application_name of its PostgreSQL connections."""
+
+    base: str
+    pid: int
+    application_name: str
+
+
 @contextlib.contextmanager
 def server(
-    command: list[str], env: dict[str, str], port: int, log: Path, *, cwd: Path | None = None
-) -> Iterator[str]:
-    """A server process on a loopback port; yields its base URL once /healthz answers."""
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    log: Path,
+    *,
+    application_name: str,
+    cwd: Path | None = None,
+) -> Iterator[Served]:
+    """A server process on a loopback port, once /healthz answers."""
     base = f"http://127.0.0.1:{port}"
     with log.open("wb") as output:
         process = subprocess.Popen(  # noqa: S603 (our own interpreter and modules)
@@ -84,7 +102,7 @@ def server(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{command[2]} did not start; see {log}")
             time.sleep(0.1)
-        yield base
+        yield Served(base, process.pid, application_name)
     finally:
         process.terminate()
         try:
@@ -134,26 +152,47 @@ def copy_ceiling(url: str) -> dict[str, Any]:
     return {"cdrs": stored, "seconds": round(elapsed, 3), "cdrs_per_s": round(stored / elapsed)}
 
 
-async def closed_loop(url: str, request: bytes, *, connections: int, seconds: float) -> float:
-    """Requests per second answered 200, each connection sending the next as soon as the last
-    answer arrived (after a warm-up of a fifth of the time, not counted)."""
-    client = loadtest.HttpClient(url, max_connections=connections)
-    statuses: Counter[int] = Counter()
-    warm_until = time.perf_counter() + seconds / 5
-    end = warm_until + seconds
-
-    async def worker(number: int) -> None:
-        await asyncio.sleep(number * loadtest.CONNECT_STAGGER_S)  # spread over the workers
-        while (now := time.perf_counter()) < end:
-            status, _ = await client.send(request)
-            if now >= warm_until:
-                statuses[status] += 1
-
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 once it is gone)."""
     try:
-        await asyncio.gather(*(worker(number) for number in range(connections)))
-    finally:
-        await client.close()
-    return statuses[200] / seconds
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _backend_pids(dsn: str, application_name: str) -> list[int]:
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def closed_round(
+    served: Served, request: bytes, *, dsn: str, connections: int, seconds: float
+) -> dict[str, float]:
+    """One closed loop (service.loadgen): answers 200 per second, and the CPU the server's
+    processes and its PostgreSQL backends spent per answer, in µs (from /proc: this machine's
+    database only). CPU per answer does not move with what else the machine runs, as
+    answers per second do."""
+    workers = loadtest.process_tree(served.pid)
+    backends = _backend_pids(dsn, served.application_name)
+    spent = {pid: _cpu_s(pid) for pid in (*workers, *backends)}
+    closed = loadgen.run(
+        served.base, [request], mode="closed", connections=connections, seconds=seconds
+    )
+    backends = sorted({*backends, *_backend_pids(dsn, served.application_name)})
+    answered = max(1, int(closed["answered"]))
+
+    def per_answer(pids: list[int]) -> float:
+        return round(sum(_cpu_s(pid) - spent.get(pid, 0.0) for pid in pids) / answered * 1e6, 1)
+
+    return {
+        "per_s": closed["per_s"],
+        "workers_cpu_us": per_answer(loadtest.process_tree(served.pid)),
+        "postgres_cpu_us": per_answer(backends),
+    }
 
 
 class BackendSampler:
@@ -186,59 +225,6 @@ class BackendSampler:
                     break
 
 
-async def open_loop(url: str, request: bytes, *, rate: float, seconds: float) -> dict[str, Any]:
-    """Request i due at start + i / rate whatever the server does; latency from the due time
-    to the whole answer. Admitted: answered 200; refused: 503; lost: no answer in time."""
-    client = loadtest.HttpClient(url, max_connections=loadtest.MAX_CONNECTIONS)
-    count = max(1, int(rate * seconds))
-    admitted: list[float] = []
-    late: list[float] = []  # how late this client itself started each request
-    statuses: Counter[int] = Counter()
-
-    async def one(due: float) -> None:
-        late.append(time.perf_counter() - due)
-        try:
-            status, _ = await asyncio.wait_for(
-                client.send(request), timeout=loadtest.REQUEST_TIMEOUT_S
-            )
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, loadtest.HttpError):
-            status = 0
-        statuses[status] += 1
-        if status == 200:
-            admitted.append(time.perf_counter() - due)
-
-    await client.send(client.render("GET", "/healthz", b"", {}))
-    tasks = []
-    start = time.perf_counter()
-    for i in range(count):
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(due)))
-    await asyncio.gather(*tasks)
-    await client.close()
-    ordered = sorted(admitted)
-
-    def ms(fraction: float) -> float | None:
-        if not ordered:
-            return None
-        return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 2)
-
-    return {
-        "offered_per_s": round(rate, 1),
-        "requests": count,
-        "admitted": len(admitted),
-        "admitted_p50_ms": round(statistics.median(ordered) * 1000, 2) if ordered else None,
-        "admitted_p99_ms": ms(0.99),
-        "share_503": round(statuses[503] / count, 4),
-        "no_answer": statuses[0],
-        "other_status": sum(n for s, n in statuses.items() if s not in (0, 200, 503)),
-        # the client shares the cores: a late start counts in the latencies above
-        "client_late_p99_ms": round(sorted(late)[int(0.99 * (len(late) - 1))] * 1000, 2),
-    }
-
-
 def sqlite_ingest(
     scratch: Path,
     *,
@@ -263,10 +249,11 @@ def sqlite_ingest(
     port = loadtest.free_port()
     command = [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)]
     command += ["--port", str(port)]
-    with server(command, env, port, directory / "serve.log", cwd=service_path) as base:
+    log = directory / "serve.log"
+    with server(command, env, port, log, application_name="", cwd=service_path) as served:
         return uvloop.run(
             loadtest.ingest(
-                url=base,
+                url=served.base,
                 key=KEYS["switch"],
                 batches=batches,
                 batch_size=batch_size,
@@ -282,7 +269,7 @@ def run_service_bench(
     batches: int = 200,
     batch_size: int = 1000,
     concurrency: int = 4,
-    connections: int = 4,
+    connections: int = 16,
     seconds: float = 5.0,
     pool_size: int = 8,
     service_path: Path | None = None,
@@ -319,24 +306,60 @@ def run_service_bench(
         serve = [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)]
         port = loadtest.free_port()
         command = [*serve, "--port", str(port)]
-        with server(command, env, port, logs / "serve.log", cwd=service_path) as base:
+        floor = [sys.executable, "-m", "uvicorn", "service.bench_floor:app"]
+        floor += ["--workers", str(workers), "--no-access-log"]
+        floor += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
+        floor_env = {"CALLRATE_BENCH_FLOOR_DSN": libpq_url(_named(url, floor_name))}
+        floor_request = quote.replace(b"/v1/quote", b"/quote", 1)
+        dsn = libpq_url(url)
+        with contextlib.ExitStack() as servers:
+            service = servers.enter_context(
+                server(
+                    command,
+                    env,
+                    port,
+                    logs / "serve.log",
+                    application_name=service_name,
+                    cwd=service_path,
+                )
+            )
             ingested = uvloop.run(
                 loadtest.ingest(
-                    url=base,
+                    url=service.base,
                     key=KEYS["switch"],
                     batches=batches,
                     batch_size=batch_size,
                     concurrency=concurrency,
                 )
             )
-            capacity = uvloop.run(
-                closed_loop(base, quote, connections=connections, seconds=seconds)
+            floor_port = loadtest.free_port()  # once the service holds its own
+            floor += ["--port", str(floor_port)]
+            floor_log = logs / "floor.log"
+            bare = servers.enter_context(
+                server(floor, floor_env, floor_port, floor_log, application_name=floor_name)
             )
+            # service and floor in turns, both up: what else runs on the machine weighs on both
+            rounds: dict[str, list[dict[str, float]]] = {"service": [], "floor": []}
+            for _ in range(ROUNDS):
+                for name, served, request in (
+                    ("service", service, quote),
+                    ("floor", bare, floor_request),
+                ):
+                    rounds[name].append(
+                        closed_round(
+                            served, request, dsn=dsn, connections=connections, seconds=seconds
+                        )
+                    )
+            median = {
+                name: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+                for name, runs in rounds.items()
+            }
+            capacity, floor_per_s = median["service"]["per_s"], median["floor"]["per_s"]
             result["open_loop"] = {}
             for share in (0.5, 2.0):
                 with BackendSampler(url, service_name) as backends:
-                    figures = uvloop.run(
-                        open_loop(base, quote, rate=capacity * share, seconds=seconds)
+                    figures = loadgen.run(
+                        service.base, [quote], mode="open", rate=capacity * share, seconds=seconds
                     )
                 figures["postgres_backends_seen"] = backends.most
                 result["open_loop"][f"{round(share * 100)}%"] = figures
@@ -349,16 +372,8 @@ def run_service_bench(
             concurrency=concurrency,
             service_path=service_path,
         )
-        floor_port = loadtest.free_port()
-        floor = [sys.executable, "-m", "uvicorn", "service.bench_floor:app"]
-        floor += ["--workers", str(workers), "--port", str(floor_port), "--no-access-log"]
-        floor += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
-        floor_env = {"CALLRATE_BENCH_FLOOR_DSN": libpq_url(_named(url, floor_name))}
-        with server(floor, floor_env, floor_port, logs / "floor.log") as floor_base:
-            floor_request = quote.replace(b"/v1/quote", b"/quote", 1)
-            floor_per_s = uvloop.run(
-                closed_loop(floor_base, floor_request, connections=connections, seconds=seconds)
-            )
+    service_cpu = median["service"]["workers_cpu_us"] + median["service"]["postgres_cpu_us"]
+    floor_cpu = median["floor"]["workers_cpu_us"] + median["floor"]["postgres_cpu_us"]
     result.update(
         {
             "copy_ceiling_cdrs_per_s": ceiling["cdrs_per_s"],
@@ -368,8 +383,15 @@ def run_service_bench(
             "floor_quotes_per_s": round(floor_per_s),
             "quote_capacity_per_s": round(capacity),
             "quote_to_floor": round(capacity / floor_per_s, 2) if floor_per_s else None,
-            # per worker: request and quote pools, /readyz, registry listener, audit writer
-            "postgres_backends_bound": workers * (2 * pool_size + 3),
+            # CPU per answer (server processes + their PostgreSQL backends), median of rounds
+            "quote_cpu_us": {k: round(v, 1) for k, v in median["service"].items() if k != "per_s"},
+            "floor_cpu_us": {k: round(v, 1) for k, v in median["floor"].items() if k != "per_s"},
+            "quote_to_floor_cpu": round(floor_cpu / service_cpu, 2) if service_cpu else None,
+            "closed_loop_rounds": {
+                name: [round(r["per_s"]) for r in runs] for name, runs in rounds.items()
+            },
+            # per worker: request and quote pools, /readyz, registry listener, audit writers
+            "postgres_backends_bound": workers * (2 * pool_size + 2 + audit_batcher.WRITERS),
             "ingest": ingested,
         }
     )

@@ -484,9 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_argument(
         "--connections",
         type=positive_int,
-        default=4,
+        default=16,
         metavar="N",
-        help="closed-loop quote connections",
+        help="closed-loop quote connections (enough to keep every worker busy)",
     )
     service.add_argument(
         "--seconds", type=float, default=5.0, metavar="S", help="length of each quote measurement"

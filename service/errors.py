@@ -167,6 +167,10 @@ def is_database_unavailable(exc: BaseException) -> bool:
 
 def _handle_domain(_request: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, DomainError)
+    return _domain_answer(exc)
+
+
+def _domain_answer(exc: DomainError) -> OrjsonResponse:
     if isinstance(exc, DatabaseUnavailable):
         return database_unavailable()
     status = STATUS[type(exc)]
@@ -225,6 +229,10 @@ def _handle_http(_request: Request, exc: Exception) -> OrjsonResponse:
 
 
 def _handle_database(_request: Request, exc: Exception) -> OrjsonResponse:
+    return _database_answer(exc)
+
+
+def _database_answer(exc: Exception) -> OrjsonResponse:
     if is_database_unavailable(exc):
         # the class only: the message may hold a statement (its parameters are hidden)
         log.warning("database unavailable: %s", type(exc).__name__)
@@ -235,11 +243,18 @@ def _handle_database(_request: Request, exc: Exception) -> OrjsonResponse:
 
 def _handle_unexpected(_request: Request, exc: Exception) -> OrjsonResponse:
     # Starlette re-raises after this answer, so the server logs the traceback once.
+    return _unexpected_answer(exc)
+
+
+def _unexpected_answer(exc: Exception) -> OrjsonResponse:
     return database_unavailable() if is_database_unavailable(exc) else _internal()
 
 
 def _internal() -> OrjsonResponse:
     return error_response(500, "internal", "internal error; the server log has the details")
+
+
+DATABASE_ERRORS = (sa_exc.DBAPIError, sa_exc.TimeoutError, psycopg.Error)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -248,6 +263,18 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(error, _handle_domain)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
-    for database_error in (sa_exc.DBAPIError, sa_exc.TimeoutError, psycopg.Error):
+    for database_error in DATABASE_ERRORS:
         app.add_exception_handler(database_error, _handle_database)
     app.add_exception_handler(Exception, _handle_unexpected)
+
+
+def error_answer(exc: Exception) -> tuple[OrjsonResponse, bool]:
+    """What these handlers answer `exc` with, for a route served outside them (the quote
+    route, service.api.quote), and whether to raise it again after answering: an unexpected
+    error is answered 500 (503 if the database is unavailable) and raised again, so the
+    server logs its traceback, as Starlette's outermost handler does."""
+    if isinstance(exc, DomainError):
+        return _domain_answer(exc), False
+    if isinstance(exc, DATABASE_ERRORS):
+        return _database_answer(exc), False
+    return _unexpected_answer(exc), True

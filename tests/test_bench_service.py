@@ -32,6 +32,11 @@ def test_bench_service_reports_every_figure(capsys: pytest.CaptureFixture[str]) 
     assert report["quote_to_floor"] == round(
         report["quote_capacity_per_s"] / report["floor_quotes_per_s"], 2
     )
+    for name in ("quote_cpu_us", "floor_cpu_us"):
+        assert report[name]["workers_cpu_us"] > 0, name
+        assert report[name]["postgres_cpu_us"] > 0, name
+    assert report["quote_to_floor_cpu"] > 0
+    assert [len(rounds) for rounds in report["closed_loop_rounds"].values()] == [3, 3]
     for share in ("50%", "200%"):
         figures = report["open_loop"][share]
         assert (
@@ -43,6 +48,7 @@ def test_bench_service_reports_every_figure(capsys: pytest.CaptureFixture[str]) 
         )
         assert figures["admitted"] > 0
         assert figures["admitted_p50_ms"] <= figures["admitted_p99_ms"]
+        assert 0 < figures["warm_up"]["requests"] <= figures["requests"] // 5 + 1
         assert 1 <= figures["postgres_backends_seen"] <= report["postgres_backends_bound"]
 
 

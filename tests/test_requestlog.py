@@ -100,3 +100,15 @@ def test_log_format_from_the_command_line_and_the_environment(
         Settings()
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--log-format", "xml"])
+
+
+def test_a_request_id_that_looks_like_a_number_is_echoed_but_masked_in_the_log(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    for path in ("/healthz", "/v1/quote"):
+        answer = api.post(path, headers={"X-Request-ID": "13800138000"}, json=QUOTE)
+        assert answer.headers["x-request-id"] == "13800138000"
+    err = capsys.readouterr().err
+    assert "13800138000" not in err
+    assert err.count("138****8000") == 2

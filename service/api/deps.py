@@ -72,20 +72,30 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-async def authenticate(request: Request, role: str) -> Actor:
-    """The caller's actor: its key must be valid (401) and allow `role` (403)."""
-    scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
+async def identify(keys: KeyRing, authorization: str | None) -> Actor:
+    """The actor of an Authorization header's key; 401 without a valid one."""
+    scheme, credentials = get_authorization_scheme_param(authorization)
     if not credentials or scheme.lower() != "bearer":
         raise Unauthenticated("an Authorization: Bearer <key> header is required")
-    keys: KeyRing = request.app.state.keys
     actor = keys.authenticate(credentials)
     if actor is None and keys.looks_up_stored:
         actor = await run_in_threadpool(keys.authenticate_stored, credentials)
     if actor is None:
         raise Unauthenticated("the key is not valid")
-    request.state.role = actor.role  # for the request log line
+    return actor
+
+
+def check_role(actor: Actor, role: str) -> None:
+    """403 unless the actor may do what `role` does."""
     if not actor.may(role):
         raise Forbidden(f"role {actor.role} may not do this; it needs {role}")
+
+
+async def authenticate(request: Request, role: str) -> Actor:
+    """The caller's actor: its key must be valid (401) and allow `role` (403)."""
+    actor = await identify(request.app.state.keys, request.headers.get("authorization"))
+    request.state.role = actor.role  # for the request log line
+    check_role(actor, role)
     return actor
 
 

@@ -5,12 +5,18 @@ costs no failed quote, a failed audit group answers 503."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import re
 import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
 
@@ -22,7 +28,7 @@ from service.rating.scalar import Rater
 from service.registry_cache import MISSING
 from tests.api.test_quote import AGENT
 from tests.api.test_quote import REQUEST as PLANNED
-from tests.conftest_db import KEYS_SPEC, TARIFFS, Api, fresh_database, running_api
+from tests.conftest_db import KEYS, KEYS_SPEC, TARIFFS, Api, fresh_database, running_api
 
 REQUEST = {name: value for name, value in PLANNED.items() if name != "plan"}
 
@@ -212,3 +218,90 @@ def test_a_bad_row_fails_only_its_own_request(settings: Settings) -> None:
         subjects = connection.execute(text("SELECT subject FROM audit_log")).scalars().all()
     check.dispose()
     assert sorted(subjects) == [f"s{i}" for i in range(5)]
+
+
+def test_the_quote_endpoint_answers_as_the_middleware_stack_would(
+    settings: Settings, rater: Rater, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """POST /v1/quote is served ahead of the middleware stack (QuoteEndpoint); the same
+    requests sent through the stack (FastAPI's own __call__, as every other route is
+    served) get the same answers, headers, log lines and audit rows."""
+    small = settings.model_copy(update={"max_body_bytes": 1000})
+    good = orjson.dumps(PLANNED)
+    agent = {"Authorization": f"Bearer {KEYS['agent']}"}
+    cases: list[tuple[dict[str, str], bytes]] = [
+        (agent, good),
+        ({"Authorization": f"Bearer {KEYS['admin']}"}, good),
+        (agent, orjson.dumps({**PLANNED, "callee": "0218800ABC"})),  # 422, rejected
+        (agent, orjson.dumps({**PLANNED, "plan": None, "caller": "13900000000"})),  # registry
+        (agent, b"[1, 2]"),  # JSON, not an object: 422
+        (agent, b"{not json"),  # 400
+        (agent, b" " * 1001),  # 413
+        ({}, good),  # 401
+        ({"Authorization": "Bearer nobody"}, good),  # 401
+        ({"Authorization": f"Bearer {KEYS['switch']}"}, good),  # 403
+    ]
+    with running_api(small, rater) as api:
+        through_stack = httpx.AsyncClient(
+            transport=httpx.ASGITransport(
+                app=functools.partial(FastAPI.__call__, api.app), raise_app_exceptions=False
+            ),
+            base_url="http://callrate.test",
+        )
+        answers: dict[str, list[tuple[int, Any, list[tuple[str, str]]]]] = {}
+        lines: dict[str, list[list[str]]] = {}
+        for name, client in (("endpoint", api.client), ("stack", through_stack)):
+            capsys.readouterr()
+            answers[name] = []
+            for headers, body in cases:
+                answer = api.portal.call(
+                    functools.partial(client.post, "/v1/quote", content=body, headers=headers)
+                )
+                assert re.fullmatch(r"[a-p]{32}", answer.headers.pop("x-request-id"))
+                answers[name].append(
+                    (answer.status_code, answer.json(), answer.headers.multi_items())
+                )
+            # time, request id, method, route, status, latency, role
+            logged = capsys.readouterr().err.splitlines()
+            lines[name] = [[line.split()[i] for i in (2, 3, 4, 6)] for line in logged]
+        api.portal.call(through_stack.aclose)
+        audit = api.get("/v1/audit", role="admin", params={"limit": 100}).json()["items"]
+    assert answers["endpoint"] == answers["stack"]
+    assert [status for status, _, _ in answers["stack"]] == [
+        200, 200, 422, 422, 422, 400, 413, 401, 401, 403
+    ]  # fmt: skip
+    assert lines["endpoint"] == lines["stack"]
+    assert len(lines["stack"]) == len(cases)
+    rows = [(row["role"], row["subject"], row["detail"]) for row in audit]
+    assert len(rows) == 2 * 5
+    assert rows[:5] == rows[5:]
+
+
+def test_a_quote_cancelled_during_its_insert_leaves_the_writer_usable(tmp_path: Path) -> None:
+    """A row goes from its quote's own task when the writer is free: cancelling that task
+    (the server stopping) cuts the INSERT off, and the writer serves the next row."""
+    with fresh_database("postgresql", tmp_path) as url:
+        engine = make_engine(url, audit_only=True, pre_ping=False)
+        batcher = AuditBatcher(engine)
+        row = {"at": utcnow(), "key_id": "k", "role": "agent", "action": "quote", "detail": None}
+        locker = create_engine(url, poolclass=pool.NullPool)
+
+        async def scenario() -> None:
+            await batcher.write({**row, "subject": "first"})  # the connection is made
+            with locker.connect() as connection:
+                connection.execute(text("LOCK TABLE audit_log IN ACCESS EXCLUSIVE MODE"))
+                stuck = asyncio.create_task(batcher.write({**row, "subject": "cut"}))
+                await asyncio.sleep(0.2)  # its INSERT waits for the lock
+                stuck.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stuck
+                connection.rollback()
+            async with asyncio.timeout(10):
+                await batcher.write({**row, "subject": "next"})
+            await batcher.close()
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            engine.dispose()
+            locker.dispose()
