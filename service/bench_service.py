@@ -251,15 +251,20 @@ def sqlite_ingest(
     command += ["--port", str(port)]
     log = directory / "serve.log"
     with server(command, env, port, log, application_name="", cwd=service_path) as served:
-        return uvloop.run(
-            loadtest.ingest(
-                url=served.base,
-                key=KEYS["switch"],
-                batches=batches,
-                batch_size=batch_size,
-                concurrency=concurrency,
-            )
+        return ingest(served.base, batches=batches, batch_size=batch_size, concurrency=concurrency)
+
+
+def ingest(base: str, *, batches: int, batch_size: int, concurrency: int) -> dict[str, Any]:
+    """`loadtest ingest` with the bench's switch key."""
+    return uvloop.run(
+        loadtest.ingest(
+            url=base,
+            key=KEYS["switch"],
+            batches=batches,
+            batch_size=batch_size,
+            concurrency=concurrency,
         )
+    )
 
 
 def run_service_bench(
@@ -323,14 +328,8 @@ def run_service_bench(
                     cwd=service_path,
                 )
             )
-            ingested = uvloop.run(
-                loadtest.ingest(
-                    url=service.base,
-                    key=KEYS["switch"],
-                    batches=batches,
-                    batch_size=batch_size,
-                    concurrency=concurrency,
-                )
+            ingested = ingest(
+                service.base, batches=batches, batch_size=batch_size, concurrency=concurrency
             )
             floor_port = loadtest.free_port()  # once the service holds its own
             floor += ["--port", str(floor_port)]
