@@ -293,7 +293,12 @@ def run_service_bench(
     )
     result: dict[str, Any] = {"database": "postgresql", "workers": workers}
     with (
-        throwaway_schema(database_url, prefix="bench", migrations_dir=MIGRATIONS) as url,
+        throwaway_schema(
+            database_url,
+            prefix="bench",
+            # the schema of the tree served: "before" stores the rows of its own version
+            migrations_dir=service_path / "migrations" if service_path else MIGRATIONS,
+        ) as url,
         tempfile.TemporaryDirectory() as scratch,
     ):
         logs = Path(scratch)
