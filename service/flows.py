@@ -392,13 +392,12 @@ def rate_records(
     lane = [
         i
         for i, r in enumerate(records)
-        if r.rejection is None
+        if batch is not None
+        and r.rejection is None
         and type(r.value) is dict
         and type(record_id := r.value.get("id")) is str
         and is_storable_text(record_id)
     ]
-    if batch is None:
-        lane = []
     values = [cast(dict[str, Any], records[i].value) for i in lane]
     table, odd = record_columns(values) if lane else (None, set())
     kernel = {index for j, index in enumerate(lane) if j not in odd}
@@ -417,8 +416,9 @@ def rate_records(
         and national.isdigit()
     )
     profiles = registry(sorted(callers))
-    if table is not None and len(odd) < len(lane):
+    if kernel:
         assert batch is not None
+        assert table is not None
         out = batch.rate_rows(
             table,
             subscribers=profiles,
