@@ -388,15 +388,15 @@ def rate_records(
     the others through `parse_cdr` and `Rater.rate`. `registry(msisdns)` gives the profiles
     of the callers among `msisdns`; `fallback` is the profile of any other caller."""
     results: list[Accepted | Rejected | None] = [None] * len(records)
-    # The kernels check an id's length, not its characters (parse_cdr: no NUL, no surrogate).
+    # The kernels check an id's length, not its characters (parse_cdr: no NUL, no surrogate):
+    # only records with a storable id go that way.
     lane = [
         i
         for i, r in enumerate(records)
         if batch is not None
         and r.rejection is None
         and type(r.value) is dict
-        and type(record_id := r.value.get("id")) is str
-        and is_storable_text(record_id)
+        and _record_id(r) is not None
     ]
     values = [cast(dict[str, Any], records[i].value) for i in lane]
     table, odd = record_columns(values) if lane else (None, set())
