@@ -4,13 +4,14 @@ and the detail rebuilt on read is the per-call path's (SPEC §6.1, §6.2)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service import flows
 from service.bench import generate_cdrs
@@ -86,6 +87,14 @@ def _records(rater: Rater) -> list[bytes]:
     return lines
 
 
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the fresh database (SQLite and PostgreSQL)."""
+    engine = make_engine(database_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
 def _register(session: Session) -> None:
     for msisdn, profile in REGISTRY.items():
         repository.put_subscriber(
@@ -130,10 +139,8 @@ def _ingest(
 
 @pytest.mark.parametrize("default_plan", [None, "easyown"])
 def test_the_batch_path_stores_what_the_per_call_path_stores(
-    database_url: str, rater: Rater, default_plan: str | None
+    sessions: sessionmaker[Session], rater: Rater, default_plan: str | None
 ) -> None:
-    engine = make_engine(database_url)
-    sessions = make_sessionmaker(engine)
     batch = BatchRater(rater)
     body = b"\n".join(_records(rater))
     with sessions.begin() as session:
@@ -148,7 +155,6 @@ def test_the_batch_path_stores_what_the_per_call_path_stores(
                 session.rollback()
         finally:
             session.close()
-    engine.dispose()
     (per_call, stored_per_call), (batched, stored_batched) = seen
     assert batched == per_call
     assert stored_batched == stored_per_call
@@ -169,9 +175,9 @@ def test_the_batch_path_stores_what_the_per_call_path_stores(
     assert {row[11] for row in ratings} >= {"mzone", "gotone"}  # the profile used is kept
 
 
-def test_the_rebuilt_detail_is_the_per_call_paths(database_url: str, rater: Rater) -> None:
-    engine = make_engine(database_url)
-    sessions = make_sessionmaker(engine)
+def test_the_rebuilt_detail_is_the_per_call_paths(
+    sessions: sessionmaker[Session], rater: Rater
+) -> None:
     lines = _records(rater)[::7]
     fallback = flows.default_profile("easyown")
     with sessions.begin() as session:
@@ -193,14 +199,11 @@ def test_the_rebuilt_detail_is_the_per_call_paths(database_url: str, rater: Rate
             assert [i.model_dump() for i in current.items] == [i.to_dict() for i in expected.items]
             assert current.rules == list(expected.rules)
             assert current.explanation_zh == expected.explanation_zh
-    engine.dispose()
 
 
 def test_a_rating_its_tariff_no_longer_gives_keeps_its_charge_without_detail(
-    database_url: str, rater: Rater
+    sessions: sessionmaker[Session], rater: Rater
 ) -> None:
-    engine = make_engine(database_url)
-    sessions = make_sessionmaker(engine)
     line = _records(rater)[0]
     with sessions.begin() as session:
         (result,) = _ingest(session, rater, BatchRater(rater), line, "easyown")
@@ -213,12 +216,11 @@ def test_a_rating_its_tariff_no_longer_gives_keeps_its_charge_without_detail(
     assert current.items == []
     fen = current.charge_fen
     assert current.explanation_zh == f"{flows.DETAIL_GONE}合计{fen // 100}.{fen % 100:02d}元"
-    engine.dispose()
 
 
-def test_a_rating_stored_with_its_detail_is_read_as_stored(database_url: str, rater: Rater) -> None:
-    engine = make_engine(database_url)
-    sessions = make_sessionmaker(engine)
+def test_a_rating_stored_with_its_detail_is_read_as_stored(
+    sessions: sessionmaker[Session], rater: Rater
+) -> None:
     line = _records(rater)[0]
     item = {"code": "x", "units": 1, "unit_s": 60, "rate_fen": 9, "amount_fen": 9}
     with sessions.begin() as session:
@@ -234,14 +236,13 @@ def test_a_rating_stored_with_its_detail_is_read_as_stored(database_url: str, ra
         current = flows.read_cdr(session, rater=rater, cdr_id="r0", actor=ADMIN, now=NOW).current
     assert [i.model_dump() for i in current.items] == [item]
     assert (current.rules, current.explanation_zh) == (["R1"], "old")
-    engine.dispose()
 
 
-def test_ids_and_columns_line_up_across_many_batches(database_url: str, rater: Rater) -> None:
+def test_ids_and_columns_line_up_across_many_batches(
+    sessions: sessionmaker[Session], rater: Rater
+) -> None:
     """Batches that share ids with stored CDRs and each other: each id stored once, with
     the charge of its first rated record."""
-    engine = make_engine(database_url)
-    sessions = make_sessionmaker(engine)
     batch = BatchRater(rater)
     lines = _records(rater)[-700:]
     first: dict[str, int] = {}
@@ -256,4 +257,3 @@ def test_ids_and_columns_line_up_across_many_batches(database_url: str, rater: R
                     assert first[r["id"]] == r["charge_fen"]
     with sessions.begin() as session:
         assert repository.current_charges(session, cdr_ids=list(first)) == first
-    engine.dispose()
