@@ -20,6 +20,7 @@ from service.db.session import make_engine, make_sessionmaker
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater, SubscriberProfile
 from service.security import Actor
+from tests.conftest import golden_cases
 from tests.rating.test_batch import decision_rows
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -257,3 +258,29 @@ def test_ids_and_columns_line_up_across_many_batches(
                     assert first[r["id"]] == r["charge_fen"]
     with sessions.begin() as session:
         assert repository.current_charges(session, cdr_ids=list(first)) == first
+
+
+@pytest.mark.parametrize("lane", ["per-call", "batch"])
+def test_every_golden_case_ingests_as_expected(
+    sessions: sessionmaker[Session], rater: Rater, lane: str
+) -> None:
+    cases = golden_cases()
+    body = b"\n".join(
+        json.dumps({**case["request"], "id": f"g{index}"}).encode()
+        for index, case in enumerate(cases)
+    )
+    batch = BatchRater(rater) if lane == "batch" else None
+    with sessions.begin() as session:
+        results = _ingest(session, rater, batch, body, None)
+    with sessions.begin() as session:
+        for case, result in zip(cases, results, strict=True):
+            expect = case["expect"]
+            if expect.get("rejected"):
+                assert result["result"] == "rejected", case["name"]
+                continue
+            assert result["result"] == "rated", case["name"]
+            current = flows.read_cdr(
+                session, rater=rater, cdr_id=result["id"], actor=ADMIN, now=NOW
+            ).current
+            got = current.model_dump()
+            assert {key: got.get(key) for key in expect} == expect, case["name"]
