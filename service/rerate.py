@@ -34,6 +34,7 @@ from service.metrics import Metrics, RerateProgress
 from service.rating.batch import RECORD_SCHEMA, BatchRater, record_columns
 from service.rating.cdr import DEFAULT_OFFSET, EPOCH
 from service.rating.scalar import Rater, SubscriberProfile
+from service.record_scan import warm_scanner
 from service.security import Actor, write_audit
 from service.spark_engine import rejected_output
 
@@ -194,8 +195,10 @@ def warm_batch_kernels(rater: Rater) -> BatchRater:
 
     The first call of a kernel compiles it: about 16 s without a JIT cache, during which a
     job inside a transaction would hold SQLite's write lock and stall every other writer.
-    So run_job calls this before its first transaction, and the app calls it at start.
+    So run_job calls this before its first transaction, and the app calls it at start. The
+    body scanner's kernel is warmed with them, so the first ingest request does not compile it.
     """
+    warm_scanner()
     batch = BatchRater(rater)
     batch.rate(_columns(_WARM_UP_RECORDS), subscribers={}, default_plan=None)
     return batch
