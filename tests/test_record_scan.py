@@ -102,7 +102,8 @@ ODD_VALUES = [
     b"true", b"false", b"null", b"nul", b"tru", b"falsey", b'"a\\"b"', b'"\\u4e2d"',
     b'"\\ud800"', b'"\\n"', '"中"'.encode(), b'"\xff"', b'"\x00"', b'"a\tb"', b"[]", b'["a"]',
     b'["a", 1]', b'[["a"]]', b'{"a": [1]}', b"{}", b'["a",]', b'[,"a"]', b'"', b'"},{"',
-    b"NaN", b"Infinity", b'"forwarded"', b'"unconditional"', b"\x00", b"\xff", b"",
+    b'"a,b"', b'"]}"', b'"\\\\"', b'"a\\"],{"', b'"[{"', b"NaN", b"Infinity",
+    b'"forwarded"', b'"unconditional"', b"\x00", b"\xff", b"",
 ]  # fmt: skip
 KEYS = [
     "id", "caller", "callee", "start", "duration_s", "type", "forward_kind", "visited_area",
@@ -124,8 +125,10 @@ TEXT_VALUES = st.sampled_from(
         b'" ~!"',
     ]
 )
+ESCAPED = [b'"\\u4e2d"', b'"\\ud800"', b'"\\n"', b'"\\\\"', b'"\\/"', b'"a\\"b"', b'"\\u0041"']
 VALUES = st.one_of(
     st.sampled_from(ODD_VALUES),
+    st.sampled_from(ESCAPED),
     TEXT_VALUES,
     st.integers(-(2**70), 2**70).map(lambda i: str(i).encode()),
     st.lists(TEXT_VALUES, max_size=3).map(lambda items: b"[" + b", ".join(items) + b"]"),
@@ -174,16 +177,47 @@ LINES = st.one_of(
 )
 
 
+ANCHOR = b'{"id": "anchor", "duration_s": 60}'  # a record the scanner always takes
+ANCHORS = st.lists(st.integers(0, 12), max_size=3)
+
+
+def anchored(pieces: list[bytes], positions: list[int]) -> tuple[list[bytes], list[int]]:
+    """The pieces with an ANCHOR inserted at each position (clamped); where they landed."""
+    pieces = list(pieces)
+    for position in positions:
+        pieces.insert(min(position, len(pieces)), ANCHOR)
+    return pieces, [i for i, piece in enumerate(pieces) if piece is ANCHOR]
+
+
+def is_json(text: bytes) -> bool:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
 @settings(max_examples=400, deadline=None)
 @given(
-    lines=st.lists(st.tuples(LINES, st.sampled_from([b"\n", b"\r\n", b"\r\r\n", b" \n"]))),
+    lines=st.lists(LINES),
+    ends=st.lists(st.sampled_from([b"\n", b"\r\n", b"\r\r\n", b" \n"]), min_size=16),
     last=st.sampled_from([b"", b"\n", b"\r\n"]),
+    anchors=ANCHORS,
     max_records=st.sampled_from([3, 100]),
 )
-def test_ndjson_bodies(lines: list[tuple[bytes, bytes]], last: bytes, max_records: int) -> None:
-    body = b"".join(line + end for line, end in lines)
-    body = body[: len(body) - len(lines[-1][1])] + last if lines else last
-    check(body, ndjson=True, max_records=max_records)
+def test_ndjson_bodies(
+    lines: list[bytes], ends: list[bytes], last: bytes, anchors: list[int], max_records: int
+) -> None:
+    lines, anchor_lines = anchored(lines, anchors)
+    body = b""
+    numbers = []  # the line number of each piece (a piece may hold newlines)
+    for i, line in enumerate(lines):
+        numbers.append(body.count(b"\n"))
+        body += line + (ends[i % len(ends)] if i < len(lines) - 1 else last)
+    fast = check(body, ndjson=True, max_records=max_records)
+    if sum(1 for line in body.split(b"\n") if line.strip(b" \t\r")) <= max_records:
+        taken = set(fast.column("index").to_pylist())
+        assert {numbers[i] for i in anchor_lines} <= taken
 
 
 @settings(max_examples=400, deadline=None)
@@ -192,12 +226,19 @@ def test_ndjson_bodies(lines: list[tuple[bytes, bytes]], last: bytes, max_record
         st.one_of(objects(), st.sampled_from([b"1", b'"a"', b"[]", b"[{}]", b"null", b"{}"]))
     ),
     ws=st.lists(WS, min_size=4, max_size=4),
+    anchors=ANCHORS,
     max_records=st.sampled_from([3, 100]),
 )
-def test_array_bodies(elements: list[bytes], ws: list[bytes], max_records: int) -> None:
+def test_array_bodies(
+    elements: list[bytes], ws: list[bytes], anchors: list[int], max_records: int
+) -> None:
+    elements, anchor_elements = anchored(elements, anchors)
     separator = ws[2] + b"," + ws[3]
     body = ws[0] + b"[" + ws[1] + separator.join(elements) + ws[2] + b"]" + ws[3]
-    check(body, ndjson=False, max_records=max_records)
+    fast = check(body, ndjson=False, max_records=max_records)
+    if len(elements) <= max_records and all(is_json(element) for element in elements):
+        # A valid array is never handed over whole: its anchors are taken.
+        assert set(anchor_elements) <= set(fast.column("index").to_pylist())
 
 
 @settings(max_examples=400, deadline=None)
