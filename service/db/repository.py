@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import (
     ARRAY,
@@ -119,22 +120,84 @@ _CSV = pacsv.WriteOptions(include_header=False)
 
 
 def _copy_columns(session: Session, table: str, columns: Mapping[str, Sequence[Any]]) -> Any:
-    """COPY columns into a table on the session's own connection (same transaction), as CSV
-    written by Arrow: no Python work per row. Instants go as ISO 8601 text. A cursor."""
-    arrays = {
-        name: pa.array(values, pa.timestamp("us", "UTC"))
-        if values and isinstance(values[0], datetime)
-        else values
-        for name, values in columns.items()
-    }
+    """COPY columns into a table on the session's own connection (same transaction). A cursor."""
+    return _copy_table(
+        session,
+        table,
+        pa.table(
+            {
+                name: _instant_texts(values)
+                if values and isinstance(values[0], datetime)
+                else values
+                for name, values in columns.items()
+            }
+        ),
+    )
+
+
+def _instant_texts(values: Sequence[datetime]) -> list[str]:
+    """Instants as ISO 8601 text, each distinct one formatted once: Arrow's CSV writer
+    formats a timestamp in ~1.3 µs, as much as all the other columns of a row."""
+    texts: dict[datetime, str] = {}
+    return [texts.get(v) or texts.setdefault(v, v.isoformat()) for v in values]
+
+
+def _copy_table(session: Session, table: str, data: pa.Table) -> Any:
+    """COPY an Arrow table (columns named as the table's) on the session's connection, as
+    CSV written by Arrow: no Python work per row. A cursor."""
     payload = io.BytesIO()
-    pacsv.write_csv(pa.table(arrays), payload, _CSV)
+    pacsv.write_csv(data, payload, _CSV)
     connection = session.connection().connection.driver_connection
     assert isinstance(connection, psycopg.Connection)
     cursor = connection.cursor()
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
+    names = ", ".join(data.column_names)
+    with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
         copy.write(payload.getbuffer())
     return cursor
+
+
+def _with_instant(data: pa.Table, name: str, at: datetime) -> pa.Table:
+    """The table with a column holding one instant in every row, as ISO 8601 text."""
+    return data.append_column(name, pa.repeat(pa.scalar(at.isoformat()), data.num_rows))
+
+
+def _rows_with(data: pa.Table, at: datetime) -> list[tuple[Any, ...]]:
+    """The table's rows as tuples, `at` appended to each (SQLite's executemany)."""
+    return [(*row, at) for row in zip(*(c.to_pylist() for c in data.columns), strict=True)]
+
+
+def insert_new_cdr_table(session: Session, *, data: pa.Table, received_at: datetime) -> bool:
+    """Insert CDRs given as columns (CDR_COLUMNS but the last, received_at), in a
+    savepoint; False, with nothing inserted, when one of their ids is stored already."""
+    if tuple(data.column_names) != CDR_COLUMNS[:-1]:
+        raise ValueError(f"CDR columns must be {CDR_COLUMNS[:-1]}")
+    if data.num_rows == 0:
+        return True
+    # In id order, for the reason insert_cdrs_new gives.
+    data = data.take(pc.sort_indices(data.column("id")))
+    try:
+        with session.begin_nested():  # a savepoint, which a conflict takes back
+            if session.get_bind().dialect.name == "postgresql":
+                cdrs = _with_instant(data, "received_at", received_at)
+                _copy_table(session, "cdrs", cdrs).close()
+            else:
+                _executemany(session, _table(Cdr), CDR_COLUMNS, _rows_with(data, received_at))
+    except (psycopg.errors.UniqueViolation, sqlite3.IntegrityError):
+        return False
+    return True
+
+
+def insert_rating_table(session: Session, *, data: pa.Table, rated_at: datetime) -> None:
+    """Append ratings given as columns (RATING_COLUMNS without rated_at)."""
+    names = tuple(name for name in RATING_COLUMNS if name != "rated_at")
+    if tuple(data.column_names) != names:
+        raise ValueError(f"rating columns must be {names}")
+    if data.num_rows == 0:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        _copy_table(session, "ratings", _with_instant(data, "rated_at", rated_at)).close()
+    else:
+        _executemany(session, _table(RatingRow), (*names, "rated_at"), _rows_with(data, rated_at))
 
 
 def _transposed(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> dict[str, list[Any]]:
@@ -155,10 +218,8 @@ def insert_cdrs_new(session: Session, *, rows: Sequence[tuple[Any, ...]]) -> set
         # batch, or a concurrent batch storing it meanwhile) is rare: the savepoint takes the
         # COPY back and the staging path runs.
         columns = _transposed(rows, CDR_COLUMNS)
-        driver = session.connection().connection.driver_connection
-        assert isinstance(driver, psycopg.Connection)
         try:
-            with driver.transaction():  # inside the session's transaction: a savepoint
+            with session.begin_nested():
                 _copy_columns(session, "cdrs", columns).close()
             return ids
         except psycopg.errors.UniqueViolation:
