@@ -483,11 +483,12 @@ class BatchRater:
         default_plan: str | None = None,
         require_id: bool = False,
     ) -> RatedRows:
-        """The results as Python lists, for a caller that handles rows one by one (ingest)."""
-        out, _ = self._rate(table, subscribers, default_plan, require_id)
-        rated = np.unpackbits(out.rated_bits, count=table.num_rows, bitorder="little")
+        """The results as Python lists, for a caller that handles rows one by one."""
+        out, rated = self.rate_outputs(
+            table, subscribers=subscribers, default_plan=default_plan, require_id=require_id
+        )
         return RatedRows(
-            rated=rated.astype(np.bool_).tolist(),
+            rated=rated.tolist(),
             charge_fen=out.charge.tolist(),
             call_class=[CALL_CLASSES[i] for i in out.call_class.tolist()],
             dial=[k.DIAL_NAMES[i] for i in out.dial.tolist()],
@@ -496,6 +497,20 @@ class BatchRater:
             reason=[REASON_CODES[i] for i in out.reason.tolist()],
             start_epoch_s=out.start_epoch.tolist(),
         )
+
+    def rate_outputs(
+        self,
+        table: pa.Table,
+        *,
+        subscribers: Mapping[str, SubscriberProfile] | None = None,
+        default_plan: str | None = None,
+        require_id: bool = False,
+    ) -> tuple[k.Outputs, npt.NDArray[np.bool_]]:
+        """The kernels' outputs as arrays (indices into CALL_CLASSES, k.DIAL_NAMES,
+        k.ROAMING_NAMES, `versions`, REASON_CODES), and which rows rated."""
+        out, _ = self._rate(table, subscribers, default_plan, require_id)
+        rated = np.unpackbits(out.rated_bits, count=table.num_rows, bitorder="little")
+        return out, rated.astype(np.bool_)
 
     def _rate(
         self,
