@@ -10,18 +10,22 @@ import base64
 import functools
 import hashlib
 import json
+import operator
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple, TypeVar, cast
 
 import orjson
+import pyarrow as pa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from service import fast_ingest
 from service.api import schemas
 from service.batch_body import (
     Incoming,
@@ -53,6 +57,7 @@ from service.rating.pricing import Leg
 from service.rating.rejections import Rejected
 from service.rating.scalar import Rater, Rating, SubscriberProfile
 from service.rating.tariff import Tariff
+from service.record_scan import ScannedBody, scan_body
 from service.security import Actor, mask_number, mask_numbers, mask_text, write_audit
 
 RATED, DUPLICATE, REJECTED = "rated", "duplicate", "rejected"
@@ -83,10 +88,22 @@ class Outcome:
 def parse_batch(body: bytes, *, ndjson: bool, max_records: int) -> list[Incoming]:
     """A JSON array or NDJSON body -> records with their exact bytes, without parsing the body
     whole; BadBody when it is not JSON at all, BodyTooLarge past `max_records`."""
-    try:
+    with _body_errors():
         if ndjson:
             return split_ndjson(body, max_records=max_records)
         return split_array(body, max_records=max_records)
+
+
+def scan_batch(body: bytes, *, ndjson: bool, max_records: int) -> ScannedBody:
+    """parse_batch, with the ordinary records cut straight into columns (record_scan)."""
+    with _body_errors():
+        return scan_body(body, ndjson=ndjson, max_records=max_records)
+
+
+@contextmanager
+def _body_errors() -> Iterator[None]:
+    try:
+        yield
     except NotJson as exc:
         raise BadBody(f"body is not JSON: {exc}") from exc
     except NotAnArray as exc:
@@ -495,9 +512,14 @@ def _rate(
         registry=_registry_reader(session),
         fallback=default_profile(default_plan),
     )
-    if metrics is not None and records:  # one observation per batch: its mean per record
-        metrics.rating_seconds.observe((time.perf_counter() - started) / len(records))
+    _observe_rating(metrics, started, len(records))
     return results
+
+
+def _observe_rating(metrics: Metrics | None, started: float, records: int) -> None:
+    """One observation per batch: its rating time's mean per record."""
+    if metrics is not None and records:
+        metrics.rating_seconds.observe((time.perf_counter() - started) / records)
 
 
 def _store(
@@ -667,14 +689,7 @@ def ingest_batch(
 
     def work() -> list[Outcome]:
         outcomes = _store(session, records=records, results=results, source="ingest", now=at)
-        repository.insert_suspense(
-            session,
-            rows=[
-                suspense_row(record, outcome, now=at)
-                for record, outcome in zip(records, outcomes, strict=True)
-                if outcome.result == REJECTED
-            ],
-        )
+        repository.insert_suspense(session, rows=_suspense_rows(records, outcomes, now=at))
         return outcomes
 
     outcomes = _retrying(session, work)
@@ -682,6 +697,134 @@ def ingest_batch(
     if metrics is not None:
         metrics.count_results(outcome.result for outcome in outcomes)
     return outcomes
+
+
+def answer_of(records: Sequence[Incoming], outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """The wire form of schemas.BatchResponse."""
+    return {
+        "counts": counts_of(outcomes),
+        "results": [
+            record_result(record.index, outcome)
+            for record, outcome in zip(records, outcomes, strict=True)
+        ],
+    }
+
+
+def ingest_body(
+    session: Session,
+    *,
+    body: bytes,
+    ndjson: bool,
+    max_records: int,
+    rater: Rater,
+    batch: BatchRater | None,
+    default_plan: str | None,
+    metrics: Metrics | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """POST /v1/cdrs (SPEC §6.2): cut, rate and store a batch; its answer (BatchResponse).
+
+    With the batch kernels (`batch`), the records `record_scan` takes are rated, stored and
+    answered as columns (`fast_ingest`); every other record, and every record of a batch
+    holding an id stored already, goes record by record (`ingest_batch`). Without them (they
+    compile at start), every record goes record by record."""
+    if batch is None:
+        records = parse_batch(body, ndjson=ndjson, max_records=max_records)
+        outcomes = ingest_batch(
+            session, rater=rater, default_plan=default_plan, records=records, metrics=metrics
+        )
+        return answer_of(records, outcomes)
+    at = now or utcnow()
+    scanned = scan_batch(body, ndjson=ndjson, max_records=max_records)
+    started = time.perf_counter()
+    part, rest = (
+        fast_ingest.rate(
+            batch,
+            scanned.fast,
+            [record_id for r in scanned.others if (record_id := _record_id(r)) is not None],
+            registry=_registry_reader(session),
+            fallback=default_profile(default_plan),
+        )
+        if scanned.fast.num_rows
+        else (None, scanned.fast)
+    )
+    records = _by_index([*scanned.others, *fast_ingest.incoming(rest)])
+    if part is None:
+        return answer_of(
+            records,
+            ingest_batch(
+                session,
+                rater=rater,
+                batch=batch,
+                default_plan=default_plan,
+                records=records,
+                metrics=metrics,
+                now=at,
+            ),
+        )
+    fast_part: fast_ingest.FastPart = part
+    results = rate_records(
+        rater,
+        batch,
+        records,
+        registry=_registry_reader(session),
+        fallback=default_profile(default_plan),
+    )
+    _observe_rating(metrics, started, len(records) + fast_part.rows.num_rows)
+    versions = pa.array(batch.versions, pa.string())
+
+    def work() -> list[Outcome] | None:
+        if not fast_ingest.store(session, fast_part, versions=versions, now=at):
+            return None
+        outcomes = _store(session, records=records, results=results, source="ingest", now=at)
+        repository.insert_suspense(session, rows=_suspense_rows(records, outcomes, now=at))
+        return outcomes
+
+    stored = _retrying(session, work)
+    if stored is None:  # an id of the part is stored already: every record one by one
+        every = _by_index([*records, *fast_ingest.incoming(fast_part.rows)])
+        return answer_of(
+            every,
+            ingest_batch(
+                session,
+                rater=rater,
+                batch=batch,
+                default_plan=default_plan,
+                records=every,
+                metrics=metrics,
+                now=at,
+            ),
+        )
+    fast_results = fast_ingest.results(fast_part, versions=batch.versions)
+    if metrics is not None:
+        for call_class, fen in fast_ingest.charged(fast_part).items():
+            metrics.charged_fen.labels(call_class=call_class).inc(fen)
+        metrics.count_results([RATED] * len(fast_results))
+        metrics.count_results(outcome.result for outcome in stored)
+    _count_charged(metrics, stored)
+    answer = answer_of(records, stored)
+    answer["counts"][RATED] += len(fast_results)
+    if answer["results"]:
+        fast_results = sorted([*fast_results, *answer["results"]], key=_INDEX)
+    answer["results"] = fast_results
+    return answer
+
+
+_INDEX = operator.itemgetter("index")
+
+
+def _by_index(records: list[Incoming]) -> list[Incoming]:
+    return sorted(records, key=operator.attrgetter("index"))
+
+
+def _suspense_rows(
+    records: Sequence[Incoming], outcomes: Sequence[Outcome], *, now: datetime
+) -> list[dict[str, Any]]:
+    return [
+        suspense_row(record, outcome, now=now)
+        for record, outcome in zip(records, outcomes, strict=True)
+        if outcome.result == REJECTED
+    ]
 
 
 def recycle_suspense(

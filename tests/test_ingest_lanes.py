@@ -128,10 +128,33 @@ def _stored(session: Session) -> dict[str, list[tuple[Any, ...]]]:
     }
 
 
+LANES = ("per-call", "batch", "scanned")
+
+
 def _ingest(
-    session: Session, rater: Rater, batch: BatchRater | None, body: bytes, default_plan: str | None
+    session: Session, rater: Rater, lane: str, body: bytes, default_plan: str | None
 ) -> list[dict[str, Any]]:
+    """Ingest an NDJSON body one of three ways: every record through the per-call path, the
+    batch path record by record, or as the service does (scanned records as columns)."""
+    if lane == "scanned":
+        answer = flows.ingest_body(
+            session,
+            body=body,
+            ndjson=True,
+            max_records=100_000,
+            rater=rater,
+            batch=BatchRater(rater),
+            default_plan=default_plan,
+            now=NOW,
+        )
+        results: list[dict[str, Any]] = answer["results"]
+        assert answer["counts"] == {
+            kind: sum(1 for r in results if r["result"] == kind)
+            for kind in ("rated", "duplicate", "rejected")
+        }
+        return results
     records = flows.parse_batch(body, ndjson=True, max_records=100_000)
+    batch = BatchRater(rater) if lane == "batch" else None
     outcomes = flows.ingest_batch(
         session, rater=rater, batch=batch, default_plan=default_plan, records=records, now=NOW
     )
@@ -139,15 +162,14 @@ def _ingest(
 
 
 @pytest.mark.parametrize("default_plan", [None, "easyown"])
-def test_the_batch_path_stores_what_the_per_call_path_stores(
+def test_every_lane_stores_what_the_per_call_path_stores(
     sessions: sessionmaker[Session], rater: Rater, default_plan: str | None
 ) -> None:
-    batch = BatchRater(rater)
     body = b"\n".join(_records(rater))
     with sessions.begin() as session:
         _register(session)
     seen = []
-    for lane in (None, batch):
+    for lane in LANES:
         session = sessions()
         try:
             with session.begin():
@@ -156,9 +178,10 @@ def test_the_batch_path_stores_what_the_per_call_path_stores(
                 session.rollback()
         finally:
             session.close()
-    (per_call, stored_per_call), (batched, stored_batched) = seen
-    assert batched == per_call
-    assert stored_batched == stored_per_call
+    (per_call, stored_per_call), *others = seen
+    for batched, stored_batched in others:
+        assert batched == per_call
+        assert stored_batched == stored_per_call
     counts = {r: sum(1 for x in batched if x["result"] == r) for r in ("rated", "rejected")}
     assert counts["rated"] > 2_000
     assert counts["rejected"] > 500
@@ -184,7 +207,7 @@ def test_the_rebuilt_detail_is_the_per_call_paths(
     with sessions.begin() as session:
         _register(session)
     with sessions.begin() as session:
-        results = _ingest(session, rater, BatchRater(rater), b"\n".join(lines), "easyown")
+        results = _ingest(session, rater, "scanned", b"\n".join(lines), "easyown")
     rated = [r["id"] for r in results if r["result"] == "rated"]
     assert len(rated) > 300
     with sessions.begin() as session:
@@ -207,7 +230,7 @@ def test_a_rating_its_tariff_no_longer_gives_keeps_its_charge_without_detail(
 ) -> None:
     line = _records(rater)[0]
     with sessions.begin() as session:
-        (result,) = _ingest(session, rater, BatchRater(rater), line, "easyown")
+        (result,) = _ingest(session, rater, "scanned", line, "easyown")
         assert result["result"] == "rated"
         # as if the tariff version had been edited in place after the rating
         session.execute(text("UPDATE ratings SET charge_fen = charge_fen + 1"))
@@ -225,7 +248,7 @@ def test_a_rating_stored_with_its_detail_is_read_as_stored(
     line = _records(rater)[0]
     item = {"code": "x", "units": 1, "unit_s": 60, "rate_fen": 9, "amount_fen": 9}
     with sessions.begin() as session:
-        _ingest(session, rater, None, line, "easyown")
+        _ingest(session, rater, "per-call", line, "easyown")
         session.execute(  # as written before migration 0004: the detail, no profile
             text(
                 "UPDATE ratings SET items = :items, rules = '[\"R1\"]', explanation_zh = 'old',"
@@ -239,18 +262,18 @@ def test_a_rating_stored_with_its_detail_is_read_as_stored(
     assert (current.rules, current.explanation_zh) == (["R1"], "old")
 
 
+@pytest.mark.parametrize("lane", LANES[1:])
 def test_ids_and_columns_line_up_across_many_batches(
-    sessions: sessionmaker[Session], rater: Rater
+    sessions: sessionmaker[Session], rater: Rater, lane: str
 ) -> None:
     """Batches that share ids with stored CDRs and each other: each id stored once, with
     the charge of its first rated record."""
-    batch = BatchRater(rater)
     lines = _records(rater)[-700:]
     first: dict[str, int] = {}
     for start in range(0, len(lines), 100):  # each batch overlaps the one before by half
         chunk = lines[max(0, start - 100) : start + 100]
         with sessions.begin() as session:
-            for r in _ingest(session, rater, batch, b"\n".join(chunk), "easyown"):
+            for r in _ingest(session, rater, lane, b"\n".join(chunk), "easyown"):
                 if r["result"] == "rated":
                     assert r["id"] not in first
                     first[r["id"]] = r["charge_fen"]
@@ -260,7 +283,7 @@ def test_ids_and_columns_line_up_across_many_batches(
         assert repository.current_charges(session, cdr_ids=list(first)) == first
 
 
-@pytest.mark.parametrize("lane", ["per-call", "batch"])
+@pytest.mark.parametrize("lane", LANES)
 def test_every_golden_case_ingests_as_expected(
     sessions: sessionmaker[Session], rater: Rater, lane: str
 ) -> None:
@@ -269,9 +292,8 @@ def test_every_golden_case_ingests_as_expected(
         json.dumps({**case["request"], "id": f"g{index}"}).encode()
         for index, case in enumerate(cases)
     )
-    batch = BatchRater(rater) if lane == "batch" else None
     with sessions.begin() as session:
-        results = _ingest(session, rater, batch, body, None)
+        results = _ingest(session, rater, lane, body, None)
     with sessions.begin() as session:
         for case, result in zip(cases, results, strict=True):
             expect = case["expect"]

@@ -77,23 +77,17 @@ def post_cdrs(
 ) -> OrjsonResponse:
     """Per record: rated (charge, rating), duplicate (stored charge) or rejected (reason)."""
     ndjson = request.headers.get("content-type", "").split(";")[0].strip().lower() == NDJSON
-    records = flows.parse_batch(body, ndjson=ndjson, max_records=settings.max_batch_records)
-    outcomes = flows.ingest_batch(
-        session,
-        rater=rater,
-        batch=batch,
-        default_plan=settings.default_plan,
-        records=records,
-        metrics=metrics,
-    )
     return OrjsonResponse(
-        {
-            "counts": flows.counts_of(outcomes),
-            "results": [
-                flows.record_result(record.index, outcome)
-                for record, outcome in zip(records, outcomes, strict=True)
-            ],
-        }
+        flows.ingest_body(
+            session,
+            body=body,
+            ndjson=ndjson,
+            max_records=settings.max_batch_records,
+            rater=rater,
+            batch=batch,
+            default_plan=settings.default_plan,
+            metrics=metrics,
+        )
     )
 
 

@@ -1,0 +1,214 @@
+"""Ingest of the records `record_scan` cut from a body as columns (SPEC §6.2), kept as columns.
+
+The scanner's rows are rated in one kernel pass, stored with one COPY per table (one
+`executemany` on SQLite) and answered from the arrays: no Python object per record but its
+answer. `flows.ingest_body` sends every record this way cannot finish the record-by-record
+way (`flows.ingest_batch`), which stays the reference:
+
+- a record the kernels reject (its id may be stored already: then it is a duplicate or an
+  id.conflict, never a rejection to suspense; the record-by-record way looks that up);
+- a record whose id occurs more than once in the batch (the first one that rates claims it);
+- every record of a batch that holds an id stored already (a switch's retry, or a
+  concurrent batch): the COPY finds it and takes back nothing but its savepoint.
+
+tests/test_ingest_lanes.py stores batches both ways and compares every row and answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy.orm import Session
+
+from service.batch_body import Incoming
+from service.db import repository
+from service.rating import batch_kernels as k
+from service.rating.batch import CALL_CLASSES, BatchRater
+from service.rating.classify import MOBILE_LEN
+from service.rating.pricing import Leg
+from service.rating.scalar import SubscriberProfile
+
+_CLASS_NAMES = np.array(CALL_CLASSES, dtype=object)
+_DIAL_NAMES = pa.array(k.DIAL_NAMES, pa.string())
+_ROAMING_NAMES = pa.array(k.ROAMING_NAMES, pa.string())
+_CLASSES = pa.array(CALL_CLASSES, pa.string())
+
+
+class FastPart(NamedTuple):
+    """Scanned rows that rated, with their ratings (arrays of one entry per row)."""
+
+    rows: pa.Table  # record_scan columns: index, raw, the CDR fields
+    national: pa.Array  # the caller's national form
+    charge: npt.NDArray[np.int64]
+    call_class: npt.NDArray[np.int16]
+    dial: npt.NDArray[np.int16]
+    roaming: npt.NDArray[np.int16]
+    tariff: npt.NDArray[np.int16]
+    start_epoch: npt.NDArray[np.int64]
+    profiles: Mapping[str, SubscriberProfile]
+    fallback: SubscriberProfile | None
+
+
+def incoming(rows: pa.Table) -> list[Incoming]:
+    """Scanned rows as the records parse_batch gives (the scanner took only what orjson
+    decodes to the same values)."""
+    return [
+        Incoming(raw, index, orjson.loads(raw))
+        for index, raw in zip(
+            rows.column("index").to_pylist(),
+            (text.encode() for text in rows.column("raw").to_pylist()),
+            strict=True,
+        )
+    ]
+
+
+def _claimed_elsewhere(ids: pa.Array, other_ids: Sequence[str]) -> npt.NDArray[np.bool_]:
+    """Rows whose id occurs twice among `ids`, or among `other_ids` (the batch's other
+    records): the record-by-record way decides which record claims it."""
+    n = len(ids)
+    if not other_ids and pc.count_distinct(ids).as_py() == n:
+        return np.zeros(n, dtype=np.bool_)
+    counts = pc.value_counts(ids)
+    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    taken = pa.concat_arrays([repeated, pa.array(other_ids, pa.string())])
+    return np.asarray(pc.is_in(ids, value_set=taken).to_numpy(zero_copy_only=False), np.bool_)
+
+
+def rate(
+    batch: BatchRater,
+    rows: pa.Table,
+    other_ids: Sequence[str],
+    *,
+    registry: Callable[[list[str]], Mapping[str, SubscriberProfile]],
+    fallback: SubscriberProfile | None,
+) -> tuple[FastPart | None, pa.Table]:
+    """Rate scanned rows in one kernel pass. The rows that can finish this way as a FastPart
+    (None when none can), and the other rows, for the record-by-record way."""
+    national = pc.utf8_slice_codeunits(rows.column("caller"), -MOBILE_LEN)
+    callers = [
+        number
+        for number in pc.unique(national).to_pylist()
+        if number is not None and number.isascii() and number.isdigit()
+    ]
+    profiles = registry(sorted(callers))
+    out, rated = batch.rate_outputs(
+        rows,
+        subscribers=profiles,
+        default_plan=fallback.plan if fallback is not None else None,
+        require_id=True,
+    )
+    keep = rated & ~_claimed_elsewhere(rows.column("id").combine_chunks(), other_ids)
+    rest = rows.filter(pa.array(~keep))
+    if not keep.any():
+        return None, rest
+    if not keep.all():
+        rows = rows.filter(pa.array(keep))
+        national = national.filter(pa.array(keep))
+    return (
+        FastPart(
+            rows=rows,
+            national=national.combine_chunks(),
+            charge=out.charge[keep],
+            call_class=out.call_class[keep],
+            dial=out.dial[keep],
+            roaming=out.roaming[keep],
+            tariff=out.tariff[keep],
+            start_epoch=out.start_epoch[keep],
+            profiles=profiles,
+            fallback=fallback,
+        ),
+        rest,
+    )
+
+
+def _constant(value: Any, n: int, type_: pa.DataType) -> pa.Array:
+    return pa.repeat(pa.scalar(value, type_), n)
+
+
+def _profile_columns(part: FastPart) -> list[pa.Array]:
+    """profile_plan, profile_home_area, profile_packages, profile_registered of each row:
+    the profile each caller was rated with (flows.rating_row's columns)."""
+    encoded = pc.dictionary_encode(part.national)
+    used = [part.profiles.get(number, part.fallback) for number in encoded.dictionary.to_pylist()]
+    columns = [
+        pa.array([p.plan if p else None for p in used], pa.string()),
+        pa.array([p.home_area if p else None for p in used], pa.string()),
+        pa.array([orjson.dumps(p.packages).decode() if p else None for p in used], pa.string()),
+        pa.array([p.registered if p else None for p in used], pa.bool_()),
+    ]
+    return [column.take(encoded.indices) for column in columns]
+
+
+def store(session: Session, part: FastPart, *, versions: pa.Array, now: datetime) -> bool:
+    """Insert the part's cdrs and ratings rows (repository.CDR_COLUMNS, RATING_COLUMNS);
+    False, with nothing inserted, when one of its ids is stored already."""
+    rows, n = part.rows, part.rows.num_rows
+    ids = rows.column("id")
+    cdrs = pa.table(
+        [
+            ids,
+            part.national,
+            pc.utf8_slice_codeunits(rows.column("callee"), 0, 64),
+            pa.array(part.start_epoch),
+            rows.column("duration_s"),
+            pc.fill_null(rows.column("type"), Leg.ORIGINATING.value),
+            rows.column("raw"),
+        ],
+        names=list(repository.CDR_COLUMNS[:-1]),
+    )
+    if not repository.insert_new_cdr_table(session, data=cdrs, received_at=now):
+        return False
+    ratings = pa.table(
+        [
+            ids,
+            _constant(1, n, pa.int32()),
+            versions.take(pa.array(part.tariff)),
+            pa.array(part.charge),
+            _CLASSES.take(pa.array(part.call_class)),
+            _DIAL_NAMES.take(pa.array(part.dial)),
+            _ROAMING_NAMES.take(pa.array(part.roaming)),
+            _constant("ingest", n, pa.string()),
+            *_profile_columns(part),
+        ],
+        names=[name for name in repository.RATING_COLUMNS if name != "rated_at"],
+    )
+    repository.insert_rating_table(session, data=ratings, rated_at=now)
+    return True
+
+
+def results(part: FastPart, *, versions: Sequence[str]) -> list[dict[str, Any]]:
+    """The wire form of schemas.RecordResult of each row (flows.record_result's)."""
+    names = np.array(versions, dtype=object)
+    return [
+        {
+            "index": index,
+            "id": record_id,
+            "result": "rated",
+            "charge_fen": charge,
+            "call_class": call_class,
+            "tariff": tariff,
+        }
+        for index, record_id, charge, call_class, tariff in zip(
+            part.rows.column("index").to_pylist(),
+            part.rows.column("id").to_pylist(),
+            part.charge.tolist(),
+            _CLASS_NAMES[part.call_class].tolist(),
+            names[part.tariff].tolist(),
+            strict=True,
+        )
+    ]
+
+
+def charged(part: FastPart) -> dict[str, int]:
+    """Charged fen by call class, for each class the part holds."""
+    totals = np.zeros(len(CALL_CLASSES), dtype=np.int64)
+    np.add.at(totals, part.call_class, part.charge)
+    present = np.bincount(part.call_class, minlength=len(CALL_CLASSES)) > 0
+    return {CALL_CLASSES[i]: int(totals[i]) for i in np.flatnonzero(present).tolist()}
