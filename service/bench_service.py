@@ -9,7 +9,10 @@ On a throwaway schema of a PostgreSQL database it measures, in order:
 3. quotes open-loop at 50 % and 200 % of that capacity: admitted (200) p50/p99, share of
    503, requests that got no answer, the most PostgreSQL backends of the service seen;
 4. the COPY ceiling: the rows that ingest stored (cdrs, ratings) copied again into tables
-   like theirs by COPY on 2 connections, committed: CDRs/s the database itself takes;
+   like theirs by COPY on 2 connections, committed: CDRs/s the database itself takes; and
+   the same rows as ingest writes them (the service's CSV, committed batches, as many
+   connections as the ingest client, ratings ids from the sequence): CDRs/s the database
+   takes of ingest's own writes with no service in front;
 5. ingest again, into a new SQLite file (synchronous=FULL: every 2xx durable), CDRs/s.
 The quote load comes from service.loadgen, a process of its own. Client and servers share
 the machine's cores; ratios within one run are what compare, and CPU per answer moves
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import statistics
 import subprocess
@@ -35,11 +39,14 @@ from typing import Any, NamedTuple
 
 import orjson
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import uvloop
 from sqlalchemy.engine import make_url
 
 from service import audit_batcher, loadgen, loadtest
 from service.db.migrate import throwaway_schema
+from service.db.repository import CDR_COLUMNS, RATING_COLUMNS
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -154,6 +161,66 @@ def copy_ceiling(url: str) -> dict[str, Any]:
     if errors:
         raise errors[0]
     return {"cdrs": stored, "seconds": round(elapsed, 3), "cdrs_per_s": round(stored / elapsed)}
+
+
+def batch_copy_limit(url: str, *, batch_size: int, concurrency: int) -> dict[str, Any]:
+    """The service's own writes without the service: the stored rows, as the CSV the service
+    sends, replayed into tables like theirs in committed batches of `batch_size` CDRs (COPY
+    cdrs, COPY ratings, COMMIT; ratings ids from the sequence) on `concurrency` connections.
+    CDRs/s: what this database takes of ingest's writes with nothing else to do."""
+    dsn = libpq_url(url)
+    columns = {  # as fast_ingest.store sends them (a rating's id comes from its sequence)
+        "cdrs": ", ".join(CDR_COLUMNS),
+        "ratings": ", ".join(RATING_COLUMNS),
+    }
+    order = {"cdrs": "id", "ratings": "cdr_id"}
+    payloads: dict[str, list[bytes]] = {}  # per table, one CSV payload per batch
+    count = 0
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        for table, names in columns.items():
+            connection.execute(f"CREATE TABLE batch_{table} (LIKE {table} INCLUDING ALL)")
+            query = f"SELECT {names} FROM {table} ORDER BY {order[table]}"  # noqa: S608
+            cursor = connection.execute(query)
+            rows = cursor.fetchall()
+            payloads[table] = []
+            for start in range(0, len(rows), batch_size):  # CSV written by Arrow, as the service
+                data = pa.table(
+                    list(zip(*rows[start : start + batch_size], strict=True)),
+                    names=names.split(", "),
+                )
+                buffer = io.BytesIO()
+                pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
+                payloads[table].append(buffer.getvalue())
+            if table == "cdrs":
+                count = len(rows)
+        connection.execute(f"VACUUM (ANALYZE) {', '.join(COPY_TABLES)}")
+        connection.execute("CHECKPOINT")
+    if len(payloads["cdrs"]) != len(payloads["ratings"]):
+        raise RuntimeError("batch_copy_limit: one rating per stored CDR expected")
+    errors: list[BaseException] = []
+
+    def load(worker: int) -> None:
+        try:
+            with psycopg.connect(dsn) as connection:
+                for batch in range(worker, len(payloads["cdrs"]), concurrency):
+                    for table, names in columns.items():
+                        statement = f"COPY batch_{table} ({names}) FROM STDIN (FORMAT csv)"
+                        with connection.cursor().copy(statement) as copy:
+                            copy.write(payloads[table][batch])
+                    connection.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(n,)) for n in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return {"cdrs": count, "seconds": round(elapsed, 3), "cdrs_per_s": round(count / elapsed)}
 
 
 def _cpu_s(pid: int) -> float:
@@ -372,6 +439,10 @@ def run_service_bench(
                 figures["postgres_backends_seen"] = backends.most
                 result["open_loop"][f"{round(share * 100)}%"] = figures
         ceiling = copy_ceiling(url)
+        try:
+            writes = batch_copy_limit(url, batch_size=batch_size, concurrency=concurrency)
+        except psycopg.errors.UndefinedColumn:  # a --service-path before migration 0004
+            writes = {"cdrs_per_s": None}
         on_sqlite = sqlite_ingest(
             logs,
             workers=workers,
@@ -387,6 +458,10 @@ def run_service_bench(
             "copy_ceiling_cdrs_per_s": ceiling["cdrs_per_s"],
             "ingest_cdrs_per_s": ingested["cdrs_per_s"],
             "ingest_to_ceiling": round(ingested["cdrs_per_s"] / ceiling["cdrs_per_s"], 2),
+            "batch_copy_cdrs_per_s": writes["cdrs_per_s"],
+            "ingest_to_batch_copy": round(ingested["cdrs_per_s"] / writes["cdrs_per_s"], 2)
+            if writes["cdrs_per_s"]
+            else None,
             "sqlite_ingest_cdrs_per_s": on_sqlite["cdrs_per_s"],
             "floor_quotes_per_s": round(floor_per_s),
             "quote_capacity_per_s": round(capacity),

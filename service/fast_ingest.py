@@ -2,14 +2,16 @@
 
 The scanner's rows are rated in one kernel pass, stored with one COPY per table (one
 `executemany` on SQLite) and answered from the arrays: no Python object per record but its
-answer. `flows.ingest_body` sends every record this way cannot finish the record-by-record
-way (`flows.ingest_batch`), which stays the reference:
+answer. `flows.ingest_body` sends the records this way cannot finish the record-by-record
+way (`flows.ingest_batch`'s steps), which stays the reference:
 
 - a record the kernels reject (its id may be stored already: then it is a duplicate or an
   id.conflict, never a rejection to suspense; the record-by-record way looks that up);
-- a record whose id occurs more than once in the batch (the first one that rates claims it);
-- every record of a batch that holds an id stored already (a switch's retry, or a
-  concurrent batch): the COPY finds it and takes back nothing but its savepoint.
+- a record whose id occurs more than once in the batch (the first one that rates claims it).
+
+A row whose id is stored already (a switch's retry, a concurrent batch) is found by the
+insert, as on the record-by-record way: it is not stored again, and `flows` answers it
+against what is stored.
 
 tests/test_ingest_lanes.py stores batches both ways and compares every row and answer.
 """
@@ -39,6 +41,7 @@ _CLASS_NAMES = np.array(CALL_CLASSES, dtype=object)
 _DIAL_NAMES = pa.array(k.DIAL_NAMES, pa.string())
 _ROAMING_NAMES = pa.array(k.ROAMING_NAMES, pa.string())
 _CLASSES = pa.array(CALL_CLASSES, pa.string())
+_INSTANT = pa.timestamp("us", "UTC")
 
 
 class FastPart(NamedTuple):
@@ -54,6 +57,7 @@ class FastPart(NamedTuple):
     start_epoch: npt.NDArray[np.int64]
     profiles: Mapping[str, SubscriberProfile]
     fallback: SubscriberProfile | None
+    versions: Sequence[str]  # tariff versions, as the tariff indices count them
 
 
 def incoming(rows: pa.Table) -> list[Incoming]:
@@ -108,24 +112,20 @@ def rate(
     rest = rows.filter(pa.array(~keep))
     if not keep.any():
         return None, rest
-    if not keep.all():
-        rows = rows.filter(pa.array(keep))
-        national = national.filter(pa.array(keep))
-    return (
-        FastPart(
-            rows=rows,
-            national=national.combine_chunks(),
-            charge=out.charge[keep],
-            call_class=out.call_class[keep],
-            dial=out.dial[keep],
-            roaming=out.roaming[keep],
-            tariff=out.tariff[keep],
-            start_epoch=out.start_epoch[keep],
-            profiles=profiles,
-            fallback=fallback,
-        ),
-        rest,
+    part = FastPart(
+        rows=rows,
+        national=national.combine_chunks(),
+        charge=out.charge,
+        call_class=out.call_class,
+        dial=out.dial,
+        roaming=out.roaming,
+        tariff=out.tariff,
+        start_epoch=out.start_epoch,
+        profiles=profiles,
+        fallback=fallback,
+        versions=batch.versions,
     )
+    return (part if keep.all() else _only(part, pa.array(keep))), rest
 
 
 def _constant(value: Any, n: int, type_: pa.DataType) -> pa.Array:
@@ -146,11 +146,13 @@ def _profile_columns(part: FastPart) -> list[pa.Array]:
     return [column.take(encoded.indices) for column in columns]
 
 
-def store(session: Session, part: FastPart, *, versions: pa.Array, now: datetime) -> bool:
-    """Insert the part's cdrs and ratings rows (repository.CDR_COLUMNS, RATING_COLUMNS);
-    False, with nothing inserted, when one of its ids is stored already."""
+def store(session: Session, part: FastPart, *, now: datetime) -> FastPart:
+    """Insert the part's cdrs and ratings rows (repository.CDR_COLUMNS, RATING_COLUMNS) but
+    those whose id is stored already (a switch's retry, a concurrent batch); the part that
+    was stored."""
     rows, n = part.rows, part.rows.num_rows
     ids = rows.column("id")
+    instants = pa.repeat(pa.scalar(now, _INSTANT), n)
     cdrs = pa.table(
         [
             ids,
@@ -160,32 +162,52 @@ def store(session: Session, part: FastPart, *, versions: pa.Array, now: datetime
             rows.column("duration_s"),
             pc.fill_null(rows.column("type"), Leg.ORIGINATING.value),
             rows.column("raw"),
+            instants,
         ],
-        names=list(repository.CDR_COLUMNS[:-1]),
+        names=list(repository.CDR_COLUMNS),
     )
-    if not repository.insert_new_cdr_table(session, data=cdrs, received_at=now):
-        return False
+    inserted = repository.insert_cdrs_new(session, rows=cdrs)
+    if len(inserted) < n:
+        part = _only(part, pc.is_in(ids, value_set=pa.array(list(inserted), pa.string())))
+        rows, n, ids = part.rows, part.rows.num_rows, part.rows.column("id")
+        instants = instants.slice(0, n)
     ratings = pa.table(
         [
             ids,
             _constant(1, n, pa.int32()),
-            versions.take(pa.array(part.tariff)),
+            pa.array(part.versions, pa.string()).take(pa.array(part.tariff)),
             pa.array(part.charge),
             _CLASSES.take(pa.array(part.call_class)),
             _DIAL_NAMES.take(pa.array(part.dial)),
             _ROAMING_NAMES.take(pa.array(part.roaming)),
+            instants,
             _constant("ingest", n, pa.string()),
             *_profile_columns(part),
         ],
-        names=[name for name in repository.RATING_COLUMNS if name != "rated_at"],
+        names=list(repository.RATING_COLUMNS),
     )
-    repository.insert_rating_table(session, data=ratings, rated_at=now)
-    return True
+    repository.insert_ratings(session, rows=ratings)
+    return part
 
 
-def results(part: FastPart, *, versions: Sequence[str]) -> list[dict[str, Any]]:
+def _only(part: FastPart, mask: pa.Array | pa.ChunkedArray) -> FastPart:
+    """The part's rows where `mask` holds."""
+    keep = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=np.bool_)
+    return part._replace(
+        rows=part.rows.filter(pa.array(keep)),
+        national=part.national.filter(pa.array(keep)),
+        charge=part.charge[keep],
+        call_class=part.call_class[keep],
+        dial=part.dial[keep],
+        roaming=part.roaming[keep],
+        tariff=part.tariff[keep],
+        start_epoch=part.start_epoch[keep],
+    )
+
+
+def results(part: FastPart) -> list[dict[str, Any]]:
     """The wire form of schemas.RecordResult of each row (flows.record_result's)."""
-    names = np.array(versions, dtype=object)
+    names = np.array(part.versions, dtype=object)
     return [
         {
             "index": index,

@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple, TypeVar, cast
 
 import orjson
-import pyarrow as pa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -592,7 +591,7 @@ def _store(
                 now,
             )
         )
-    inserted = repository.insert_cdrs_new(session, rows=cdr_rows)
+    inserted = repository.insert_cdrs_new(session, rows=cdr_rows) if cdr_rows else set()
     rating_rows: list[tuple[Any, ...]] = []
     raced: list[str] = []
     for cdr_row in cdr_rows:
@@ -604,17 +603,11 @@ def _store(
         else:  # a concurrent batch stored the same id first: answer against what it stored
             raced.append(record_id)
     repository.insert_ratings(session, rows=rating_rows)
-    if raced:
-        raced_charges = repository.current_charges(session, cdr_ids=raced)
-        raced_raws = repository.stored_raws(session, cdr_ids=raced)
-        for record_id in raced:
-            for index in [claims[record_id], *followers.get(record_id, ())]:
-                outcomes[index] = _against_stored(
-                    record_id,
-                    records[index].raw,
-                    raced_raws[record_id].encode(),
-                    raced_charges.get(record_id),
-                )
+    answered = [index for i in raced for index in [claims[i], *followers.get(i, ())]]
+    for index, outcome in zip(
+        answered, _answer_stored(session, [records[i] for i in answered]), strict=True
+    ):
+        outcomes[index] = outcome
     final = [outcome for outcome in outcomes if outcome is not None]
     assert len(final) == len(records)
     return final
@@ -771,43 +764,52 @@ def ingest_body(
         fallback=default_profile(default_plan),
     )
     _observe_rating(metrics, started, len(records) + fast_part.rows.num_rows)
-    versions = pa.array(batch.versions, pa.string())
 
-    def work() -> list[Outcome] | None:
-        if not fast_ingest.store(session, fast_part, versions=versions, now=at):
-            return None
+    def work() -> tuple[fast_ingest.FastPart, list[Outcome], list[Incoming], list[Outcome]]:
+        stored_part = fast_ingest.store(session, fast_part, now=at)
+        # The part's records whose id was stored already (a switch's retry, a concurrent
+        # batch), answered against what is stored.
+        raced: list[Incoming] = []
+        if stored_part.rows.num_rows < fast_part.rows.num_rows:
+            stored_ids = set(stored_part.rows.column("id").to_pylist())
+            raced = [
+                record
+                for record in fast_ingest.incoming(fast_part.rows)
+                if _record_id(record) not in stored_ids
+            ]
         outcomes = _store(session, records=records, results=results, source="ingest", now=at)
         repository.insert_suspense(session, rows=_suspense_rows(records, outcomes, now=at))
-        return outcomes
+        return stored_part, outcomes, raced, _answer_stored(session, raced)
 
-    stored = _retrying(session, work)
-    if stored is None:  # an id of the part is stored already: every record one by one
-        every = _by_index([*records, *fast_ingest.incoming(fast_part.rows)])
-        return answer_of(
-            every,
-            ingest_batch(
-                session,
-                rater=rater,
-                batch=batch,
-                default_plan=default_plan,
-                records=every,
-                metrics=metrics,
-                now=at,
-            ),
-        )
-    fast_results = fast_ingest.results(fast_part, versions=batch.versions)
+    stored_part, outcomes, raced, raced_outcomes = _retrying(session, work)
+    fast_results = fast_ingest.results(stored_part)
+    _count_charged(metrics, outcomes)
     if metrics is not None:
-        for call_class, fen in fast_ingest.charged(fast_part).items():
+        for call_class, fen in fast_ingest.charged(stored_part).items():
             metrics.charged_fen.labels(call_class=call_class).inc(fen)
         metrics.count_results([RATED] * len(fast_results))
-        metrics.count_results(outcome.result for outcome in stored)
-    _count_charged(metrics, stored)
-    answer = answer_of(records, stored)
+        metrics.count_results(outcome.result for outcome in [*outcomes, *raced_outcomes])
+    answer = answer_of([*records, *raced], [*outcomes, *raced_outcomes])
     answer["counts"][RATED] += len(fast_results)
     if answer["results"]:
         fast_results = sorted([*fast_results, *answer["results"]], key=_INDEX)
     answer["results"] = fast_results
     return answer
+
+
+def _answer_stored(session: Session, records: Sequence[Incoming]) -> list[Outcome]:
+    """Records whose id is stored (by an earlier delivery or a concurrent batch), answered
+    against what is stored: duplicate or id.conflict."""
+    if not records:
+        return []
+    ids = [cast(str, _record_id(record)) for record in records]
+    unique = list(dict.fromkeys(ids))
+    charges = repository.current_charges(session, cdr_ids=unique)
+    raws = repository.stored_raws(session, cdr_ids=unique)
+    return [
+        _against_stored(record_id, record.raw, raws[record_id].encode(), charges.get(record_id))
+        for record_id, record in zip(ids, records, strict=True)
+    ]
 
 
 _INDEX = operator.itemgetter("index")

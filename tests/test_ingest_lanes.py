@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import flows
+from service import fast_ingest, flows
 from service.bench import generate_cdrs
 from service.db import repository
 from service.db.session import make_engine, make_sessionmaker
@@ -163,8 +163,19 @@ def _ingest(
 
 @pytest.mark.parametrize("default_plan", [None, "easyown"])
 def test_every_lane_stores_what_the_per_call_path_stores(
-    sessions: sessionmaker[Session], rater: Rater, default_plan: str | None
+    sessions: sessionmaker[Session],
+    rater: Rater,
+    default_plan: str | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    as_columns: list[int] = []  # rows the scanned lane stored as columns
+    store = fast_ingest.store
+
+    def counted(session: Session, part: fast_ingest.FastPart, **kwargs: Any) -> bool:
+        as_columns.append(part.rows.num_rows)
+        return store(session, part, **kwargs)
+
+    monkeypatch.setattr(fast_ingest, "store", counted)
     body = b"\n".join(_records(rater))
     with sessions.begin() as session:
         _register(session)
@@ -194,6 +205,7 @@ def test_every_lane_stores_what_the_per_call_path_stores(
         "record.invalid",
         "record.not_json",
     }
+    assert sum(as_columns) > 2_000  # most rated records went the column way
     ratings = stored_batched["ratings"]
     assert all(row[7] is None and row[9] is None for row in ratings)  # detail: rebuilt on read
     assert {row[11] for row in ratings} >= {"mzone", "gotone"}  # the profile used is kept

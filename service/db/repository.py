@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import psycopg
 import pyarrow as pa
@@ -119,32 +119,53 @@ RATING_COLUMNS = (
 _CSV = pacsv.WriteOptions(include_header=False)
 
 
-def _copy_columns(session: Session, table: str, columns: Mapping[str, Sequence[Any]]) -> Any:
-    """COPY columns into a table on the session's own connection (same transaction). A cursor."""
-    return _copy_table(
-        session,
-        table,
-        pa.table(
-            {
-                name: _instant_texts(values)
-                if values and isinstance(values[0], datetime)
-                else values
-                for name, values in columns.items()
-            }
-        ),
+# Rows to insert: tuples in the table's column order, or an Arrow table of those columns.
+Rows: TypeAlias = Sequence[tuple[Any, ...]] | pa.Table
+
+
+def _arrow(rows: Rows, names: Sequence[str]) -> pa.Table:
+    """Rows as an Arrow table; instants as ISO 8601 text, each distinct one formatted once."""
+    if isinstance(rows, pa.Table):
+        return rows
+    columns = _transposed(rows, names)
+    return pa.table(
+        {
+            name: _instant_texts(values) if values and isinstance(values[0], datetime) else values
+            for name, values in columns.items()
+        }
     )
 
 
 def _instant_texts(values: Sequence[datetime]) -> list[str]:
-    """Instants as ISO 8601 text, each distinct one formatted once: Arrow's CSV writer
-    formats a timestamp in ~1.3 µs, as much as all the other columns of a row."""
     texts: dict[datetime, str] = {}
     return [texts.get(v) or texts.setdefault(v, v.isoformat()) for v in values]
 
 
+def _tuples(rows: Rows) -> list[tuple[Any, ...]]:
+    """Rows as tuples (SQLite's executemany)."""
+    if isinstance(rows, pa.Table):
+        return list(zip(*(column.to_pylist() for column in rows.columns), strict=True))
+    return list(rows)
+
+
 def _copy_table(session: Session, table: str, data: pa.Table) -> Any:
-    """COPY an Arrow table (columns named as the table's) on the session's connection, as
-    CSV written by Arrow: no Python work per row. A cursor."""
+    """COPY an Arrow table (columns named as the table's) on the session's own connection
+    (same transaction), as CSV written by Arrow: no Python work per row. A cursor.
+
+    A timestamp column goes as ISO 8601 text, formatted once when it holds one instant (as
+    ingest's do): Arrow's CSV writer formats a timestamp in ~1.3 µs, as much as all the
+    other columns of a row."""
+    for position, field in enumerate(data.schema):
+        if pa.types.is_timestamp(field.type):
+            column = data.column(position)
+            bounds = pc.min_max(column)
+            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+            texts = (
+                pa.repeat(pa.scalar(low.isoformat()), len(column))
+                if low is not None and low == high and column.null_count == 0
+                else pa.array(_instant_texts(column.to_pylist()), pa.string())
+            )
+            data = data.set_column(position, field.name, texts)
     payload = io.BytesIO()
     pacsv.write_csv(data, payload, _CSV)
     connection = session.connection().connection.driver_connection
@@ -156,71 +177,31 @@ def _copy_table(session: Session, table: str, data: pa.Table) -> Any:
     return cursor
 
 
-def _with_instant(data: pa.Table, name: str, at: datetime) -> pa.Table:
-    """The table with a column holding one instant in every row, as ISO 8601 text."""
-    return data.append_column(name, pa.repeat(pa.scalar(at.isoformat()), data.num_rows))
-
-
-def _rows_with(data: pa.Table, at: datetime) -> list[tuple[Any, ...]]:
-    """The table's rows as tuples, `at` appended to each (SQLite's executemany)."""
-    return [(*row, at) for row in zip(*(c.to_pylist() for c in data.columns), strict=True)]
-
-
-def insert_new_cdr_table(session: Session, *, data: pa.Table, received_at: datetime) -> bool:
-    """Insert CDRs given as columns (CDR_COLUMNS but the last, received_at), in a
-    savepoint; False, with nothing inserted, when one of their ids is stored already."""
-    if tuple(data.column_names) != CDR_COLUMNS[:-1]:
-        raise ValueError(f"CDR columns must be {CDR_COLUMNS[:-1]}")
-    if data.num_rows == 0:
-        return True
-    # In id order, for the reason insert_cdrs_new gives.
-    data = data.take(pc.sort_indices(data.column("id")))
-    try:
-        with session.begin_nested():  # a savepoint, which a conflict takes back
-            if session.get_bind().dialect.name == "postgresql":
-                cdrs = _with_instant(data, "received_at", received_at)
-                _copy_table(session, "cdrs", cdrs).close()
-            else:
-                _executemany(session, _table(Cdr), CDR_COLUMNS, _rows_with(data, received_at))
-    except (psycopg.errors.UniqueViolation, sqlite3.IntegrityError):
-        return False
-    return True
-
-
-def insert_rating_table(session: Session, *, data: pa.Table, rated_at: datetime) -> None:
-    """Append ratings given as columns (RATING_COLUMNS without rated_at)."""
-    names = tuple(name for name in RATING_COLUMNS if name != "rated_at")
-    if tuple(data.column_names) != names:
-        raise ValueError(f"rating columns must be {names}")
-    if data.num_rows == 0:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        _copy_table(session, "ratings", _with_instant(data, "rated_at", rated_at)).close()
-    else:
-        _executemany(session, _table(RatingRow), (*names, "rated_at"), _rows_with(data, rated_at))
-
-
 def _transposed(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> dict[str, list[Any]]:
     return {name: list(column) for name, column in zip(names, zip(*rows, strict=True), strict=True)}
 
 
-def insert_cdrs_new(session: Session, *, rows: Sequence[tuple[Any, ...]]) -> set[str]:
-    """Bulk-insert CDRs (tuples in CDR_COLUMNS order), skipping ids already stored (also by a
-    concurrent batch); the ids actually inserted."""
-    if not rows:
+def insert_cdrs_new(session: Session, *, rows: Rows) -> set[str]:
+    """Bulk-insert CDRs (CDR_COLUMNS), skipping ids already stored (also by a concurrent
+    batch); the ids actually inserted."""
+    if not len(rows):
         return set()
     # In id order: two batches holding the same ids wait on each other's index entries in
     # the same order, so they cannot deadlock (PostgreSQL; SQLite has one writer at a time).
-    rows = sorted(rows, key=operator.itemgetter(0))
-    ids = {row[0] for row in rows}
+    if isinstance(rows, pa.Table):
+        rows = rows.take(pc.sort_indices(rows.column("id")))
+        ids = set(rows.column("id").to_pylist())
+    else:
+        rows = sorted(rows, key=operator.itemgetter(0))
+        ids = {row[0] for row in rows}
     if session.get_bind().dialect.name == "postgresql":
         # COPY straight into cdrs in a savepoint. A conflict (an id stored already: a retried
         # batch, or a concurrent batch storing it meanwhile) is rare: the savepoint takes the
         # COPY back and the staging path runs.
-        columns = _transposed(rows, CDR_COLUMNS)
+        data = _arrow(rows, CDR_COLUMNS)
         try:
             with session.begin_nested():
-                _copy_columns(session, "cdrs", columns).close()
+                _copy_table(session, "cdrs", data).close()
             return ids
         except psycopg.errors.UniqueViolation:
             pass
@@ -229,7 +210,7 @@ def insert_cdrs_new(session: Session, *, rows: Sequence[tuple[Any, ...]]) -> set
         session.execute(
             text("CREATE TEMP TABLE IF NOT EXISTS cdrs_incoming (LIKE cdrs) ON COMMIT DELETE ROWS")
         )
-        cursor = _copy_columns(session, "cdrs_incoming", columns)
+        cursor = _copy_table(session, "cdrs_incoming", data)
         cursor.execute(
             "INSERT INTO cdrs SELECT * FROM cdrs_incoming ORDER BY id"
             " ON CONFLICT (id) DO NOTHING RETURNING id"
@@ -239,9 +220,10 @@ def insert_cdrs_new(session: Session, *, rows: Sequence[tuple[Any, ...]]) -> set
         cursor.close()
         return inserted
     table = _table(Cdr)
+    tuples = _tuples(rows)
     try:  # SQLite: a plain executemany in a savepoint, which a conflict takes back
         with session.begin_nested():
-            _executemany(session, table, CDR_COLUMNS, rows)
+            _executemany(session, table, CDR_COLUMNS, tuples)
         return ids
     except sqlite3.IntegrityError:
         pass
@@ -250,7 +232,7 @@ def insert_cdrs_new(session: Session, *, rows: Sequence[tuple[Any, ...]]) -> set
         .on_conflict_do_nothing(index_elements=[table.c.id])
         .returning(table.c.id)
     )
-    values = [dict(zip(CDR_COLUMNS, row, strict=True)) for row in rows]
+    values = [dict(zip(CDR_COLUMNS, row, strict=True)) for row in tuples]
     return set(session.execute(statement, values).scalars().all())
 
 
@@ -284,15 +266,14 @@ def _executemany(
     driver.executemany(statement, values)
 
 
-def insert_ratings(session: Session, *, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Bulk-append ratings, tuples in RATING_COLUMNS order (COPY on PostgreSQL, one
-    executemany on SQLite)."""
-    if not rows:
+def insert_ratings(session: Session, *, rows: Rows) -> None:
+    """Bulk-append ratings (RATING_COLUMNS; COPY on PostgreSQL, one executemany on SQLite)."""
+    if not len(rows):
         return
     if session.get_bind().dialect.name == "postgresql":
-        _copy_columns(session, "ratings", _transposed(rows, RATING_COLUMNS)).close()
+        _copy_table(session, "ratings", _arrow(rows, RATING_COLUMNS)).close()
     else:
-        _executemany(session, _table(RatingRow), RATING_COLUMNS, rows)
+        _executemany(session, _table(RatingRow), RATING_COLUMNS, _tuples(rows))
 
 
 def insert_suspense(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> None:
