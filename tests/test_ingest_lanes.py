@@ -110,10 +110,11 @@ def _register(session: Session) -> None:
 
 def _stored(session: Session) -> dict[str, list[tuple[Any, ...]]]:
     queries = {
-        "cdrs": "SELECT id, caller, callee, start_epoch_s, duration_s, leg, raw FROM cdrs",
+        "cdrs": "SELECT id, caller, callee, start_epoch_s, duration_s, leg, raw, received_at"
+        " FROM cdrs",
         "ratings": "SELECT cdr_id, seq, tariff, charge_fen, call_class, dial, roaming, items,"
         " rules, explanation_zh, source, profile_plan, profile_home_area, profile_packages,"
-        " profile_registered FROM ratings",
+        " profile_registered, rated_at FROM ratings",
         "suspense": "SELECT record_id, raw, raw_sha256, field, code, reason FROM suspense",
     }
     return {
