@@ -50,8 +50,10 @@ from service.db.repository import CDR_COLUMNS, RATING_COLUMNS
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
-KEYS = {"switch": "bench-switch-key", "agent": "bench-agent-key"}
+KEYS = {"switch": "bench-switch-key", "agent": "bench-agent-key", "ops": "bench-ops-key"}
 START_TIMEOUT_S = 60.0
+KERNELS_METRIC = b"callrate_batch_kernels_ready"
+KERNELS_WAIT_S = 20.0  # a tree without that metric: its kernels warm within this (cold: ~16 s)
 ROUNDS = 3  # closed loops of the service and of the floor, in turns
 COPY_TABLES = ("cdrs", "ratings")
 QUOTE_BODY = orjson.dumps(loadtest.record(0, prefix=None))
@@ -322,7 +324,28 @@ def sqlite_ingest(
     command += ["--port", str(port)]
     log = directory / "serve.log"
     with server(command, env, port, log, application_name="", cwd=service_path) as served:
+        kernels_warm(served.base)
         return ingest(served.base, batches=batches, batch_size=batch_size, concurrency=concurrency)
+
+
+def kernels_warm(base: str) -> None:
+    """Wait until every worker's batch kernels are warm (until then ingestion rates record
+    by record): `callrate_batch_kernels_ready 1.0` in /metrics, or KERNELS_WAIT_S for a
+    tree (--service-path) that has no such metric."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    request = urllib.request.Request(  # noqa: S310 (loopback)
+        f"{base}/metrics", headers={"Authorization": f"Bearer {KEYS['ops']}"}
+    )
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(request, timeout=5.0) as answer:  # noqa: S310
+            lines = answer.read().splitlines()
+        if not any(line.startswith(KERNELS_METRIC) for line in lines):
+            time.sleep(KERNELS_WAIT_S)
+            return
+        if KERNELS_METRIC + b" 1.0" in lines:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the service's batch kernels did not warm")
 
 
 def ingest(base: str, *, batches: int, batch_size: int, concurrency: int) -> dict[str, Any]:
@@ -404,6 +427,7 @@ def run_service_bench(
                     cwd=service_path,
                 )
             )
+            kernels_warm(service.base)
             ingested = ingest(
                 service.base, batches=batches, batch_size=batch_size, concurrency=concurrency
             )

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from prometheus_client import Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.admission import Admission, AdmissionMiddleware
@@ -95,7 +96,9 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
                 print_new_keys(ensure_keys(session, now=utcnow()))
             app.state.keys = KeyRing.from_database(app.state.sessions)
         frozen = _Frozen()
-        app.state.kernels = WarmKernels(app.state.rater, then=frozen.again)
+        app.state.kernels = WarmKernels(
+            app.state.rater, then=frozen.again, ready=app.state.metrics.batch_kernels_ready
+        )
         log.info("callrate ready: %d tariff versions", len(app.state.rater.book.tariffs))
         frozen.start()
         try:
@@ -199,16 +202,23 @@ class WarmKernels:
     `then` runs after the warm-up, before `done` is set.
     """
 
-    def __init__(self, rater: Rater, *, then: Callable[[], None]) -> None:
+    def __init__(
+        self, rater: Rater, *, then: Callable[[], None], ready: Gauge | None = None
+    ) -> None:
         self.done = threading.Event()
         self.batch: BatchRater | None = None
         self._rater = rater
         self._then = then
+        self._ready = ready  # set to 1 once the kernels are warm
+        if ready is not None:
+            ready.set(0)
         threading.Thread(target=self._warm, name="callrate-warm-kernels", daemon=True).start()
 
     def _warm(self) -> None:
         try:
             self.batch = warm_batch_kernels(self._rater)
+            if self._ready is not None:
+                self._ready.set(1)
         except Exception:  # ingestion keeps the per-call path; a re-rating job fails alone
             log.exception("warming the batch kernels failed")
         finally:

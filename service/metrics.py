@@ -105,6 +105,13 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.batch_kernels_ready = Gauge(
+            "callrate_batch_kernels_ready",
+            "1 once every worker's batch kernels are compiled (until then ingestion rates"
+            " record by record through the per-call path)",
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
         self.rerate_running = Gauge(
             "callrate_rerate_running_jobs",
             "Re-rating jobs running now",

@@ -237,3 +237,10 @@ def test_a_statement_timeout_marks_the_database_down(tmp_path: Path) -> None:
                 connection.execute(text("SELECT pg_sleep(2)"))
         engine.dispose()
     assert value(metrics.render().decode(), "callrate_database_up") == 0
+
+
+def test_the_kernels_gauge_says_when_ingestion_leaves_the_per_call_path(
+    settings: Settings, rater: Rater
+) -> None:
+    with running_api(settings, rater) as api:  # waits for the kernels
+        assert value(scrape(api), "callrate_batch_kernels_ready") == 1
