@@ -143,9 +143,23 @@ def _instant_texts(values: Sequence[datetime]) -> list[str]:
 
 def _tuples(rows: Rows) -> list[tuple[Any, ...]]:
     """Rows as tuples (SQLite's executemany)."""
-    if isinstance(rows, pa.Table):
-        return list(zip(*(column.to_pylist() for column in rows.columns), strict=True))
-    return list(rows)
+    if not isinstance(rows, pa.Table):
+        return list(rows)
+    columns = []
+    for column in rows.columns:
+        instant = _one_instant(column)
+        columns.append(column.to_pylist() if instant is None else [instant] * len(column))
+    return list(zip(*columns, strict=True))
+
+
+def _one_instant(column: pa.ChunkedArray | pa.Array) -> datetime | None:
+    """The instant a timestamp column holds in every row, if it holds one (as ingest's do):
+    converting each value to Python costs about a microsecond."""
+    if not pa.types.is_timestamp(column.type) or column.null_count or not len(column):
+        return None
+    bounds = pc.min_max(column)
+    low: datetime = bounds["min"].as_py()
+    return low if low == bounds["max"].as_py() else None
 
 
 def _copy_table(session: Session, table: str, data: pa.Table) -> Any:
@@ -158,12 +172,11 @@ def _copy_table(session: Session, table: str, data: pa.Table) -> Any:
     for position, field in enumerate(data.schema):
         if pa.types.is_timestamp(field.type):
             column = data.column(position)
-            bounds = pc.min_max(column)
-            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+            instant = _one_instant(column)
             texts = (
-                pa.repeat(pa.scalar(low.isoformat()), len(column))
-                if low is not None and low == high and column.null_count == 0
-                else pa.array(_instant_texts(column.to_pylist()), pa.string())
+                pa.array(_instant_texts(column.to_pylist()), pa.string())
+                if instant is None
+                else pa.repeat(pa.scalar(instant.isoformat()), len(column))
             )
             data = data.set_column(position, field.name, texts)
     payload = io.BytesIO()
