@@ -428,9 +428,18 @@ def run_service_bench(
                 )
             )
             kernels_warm(service.base)
+            server_pids = loadtest.process_tree(service.pid)
+            backend_pids = _backend_pids(dsn, service_name)
+            spent = {pid: _cpu_s(pid) for pid in (*server_pids, *backend_pids)}
             ingested = ingest(
                 service.base, batches=batches, batch_size=batch_size, concurrency=concurrency
             )
+            backend_pids = sorted({*backend_pids, *_backend_pids(dsn, service_name)})
+            rated = max(1, ingested["rated"])
+            ingested["cpu_us_per_cdr"] = {  # the server's processes, its PostgreSQL backends
+                name: round(sum(_cpu_s(p) - spent.get(p, 0.0) for p in pids) / rated * 1e6, 1)
+                for name, pids in (("workers", server_pids), ("postgres", backend_pids))
+            }
             floor_port = loadtest.free_port()  # once the service holds its own
             floor += ["--port", str(floor_port)]
             floor_log = logs / "floor.log"

@@ -20,6 +20,7 @@ def test_bench_service_reports_every_figure(capsys: pytest.CaptureFixture[str]) 
     assert report["ingest"]["rated"] == 100
     for name in (
         "copy_ceiling_cdrs_per_s",
+        "batch_copy_cdrs_per_s",
         "ingest_cdrs_per_s",
         "sqlite_ingest_cdrs_per_s",
         "floor_quotes_per_s",
@@ -29,6 +30,12 @@ def test_bench_service_reports_every_figure(capsys: pytest.CaptureFixture[str]) 
     assert report["ingest_to_ceiling"] == round(
         report["ingest_cdrs_per_s"] / report["copy_ceiling_cdrs_per_s"], 2
     )
+    assert report["ingest_to_batch_copy"] == round(
+        report["ingest_cdrs_per_s"] / report["batch_copy_cdrs_per_s"], 2
+    )
+    # /proc counts CPU in clock ticks (10 ms): 100 CDRs may show none
+    assert set(report["ingest"]["cpu_us_per_cdr"]) == {"workers", "postgres"}
+    assert min(report["ingest"]["cpu_us_per_cdr"].values()) >= 0
     assert report["quote_to_floor"] == round(
         report["quote_capacity_per_s"] / report["floor_quotes_per_s"], 2
     )
