@@ -33,7 +33,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -141,28 +141,41 @@ def copy_ceiling(url: str) -> dict[str, Any]:
             middle = len(rows) // 2
             halves[0][table], halves[1][table] = rows[:middle], rows[middle:]
     stored = int(cdrs[0]) if cdrs else 0
+
+    def load(half: int) -> None:
+        with psycopg.connect(dsn) as connection:  # one transaction, committed at exit
+            for table, rows in halves[half].items():
+                with connection.cursor().copy(f"COPY ceiling_{table} FROM STDIN") as copy:
+                    for start in range(0, len(rows), 10_000):
+                        copy.write(b"".join(rows[start : start + 10_000]))
+
+    return _copied(stored, _timed(load, len(halves)))
+
+
+def _timed(work: Callable[[int], None], threads: int) -> float:
+    """Seconds `work(0)` ... `work(threads - 1)` take, run at once in threads; the first
+    error of one raised."""
     errors: list[BaseException] = []
 
-    def load(half: dict[str, list[bytes]]) -> None:
+    def run(number: int) -> None:
         try:
-            with psycopg.connect(dsn) as connection:  # one transaction, committed at exit
-                for table, rows in half.items():
-                    with connection.cursor().copy(f"COPY ceiling_{table} FROM STDIN") as copy:
-                        for start in range(0, len(rows), 10_000):
-                            copy.write(b"".join(rows[start : start + 10_000]))
+            work(number)
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=load, args=(half,)) for half in halves]
     started = time.perf_counter()
-    for thread in threads:
+    running = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for thread in running:
         thread.start()
-    for thread in threads:
+    for thread in running:
         thread.join()
-    elapsed = time.perf_counter() - started
     if errors:
         raise errors[0]
-    return {"cdrs": stored, "seconds": round(elapsed, 3), "cdrs_per_s": round(stored / elapsed)}
+    return time.perf_counter() - started
+
+
+def _copied(cdrs: int, seconds: float) -> dict[str, Any]:
+    return {"cdrs": cdrs, "seconds": round(seconds, 3), "cdrs_per_s": round(cdrs / seconds)}
 
 
 def batch_copy_limit(url: str, *, batch_size: int, concurrency: int) -> dict[str, Any]:
@@ -199,30 +212,17 @@ def batch_copy_limit(url: str, *, batch_size: int, concurrency: int) -> dict[str
         connection.execute("CHECKPOINT")
     if len(payloads["cdrs"]) != len(payloads["ratings"]):
         raise RuntimeError("batch_copy_limit: one rating per stored CDR expected")
-    errors: list[BaseException] = []
 
     def load(worker: int) -> None:
-        try:
-            with psycopg.connect(dsn) as connection:
-                for batch in range(worker, len(payloads["cdrs"]), concurrency):
-                    for table, names in columns.items():
-                        statement = f"COPY batch_{table} ({names}) FROM STDIN (FORMAT csv)"
-                        with connection.cursor().copy(statement) as copy:
-                            copy.write(payloads[table][batch])
-                    connection.commit()
-        except BaseException as exc:
-            errors.append(exc)
+        with psycopg.connect(dsn) as connection:
+            for batch in range(worker, len(payloads["cdrs"]), concurrency):
+                for table, names in columns.items():
+                    statement = f"COPY batch_{table} ({names}) FROM STDIN (FORMAT csv)"
+                    with connection.cursor().copy(statement) as copy:
+                        copy.write(payloads[table][batch])
+                connection.commit()
 
-    threads = [threading.Thread(target=load, args=(n,)) for n in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise errors[0]
-    return {"cdrs": count, "seconds": round(elapsed, 3), "cdrs_per_s": round(count / elapsed)}
+    return _copied(count, _timed(load, concurrency))
 
 
 def _cpu_s(pid: int) -> float:

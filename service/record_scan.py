@@ -17,7 +17,6 @@ wrapped by Arrow without a copy.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -28,32 +27,22 @@ import pyarrow as pa
 
 from service.batch_body import Incoming, decode_record, split_array, split_ndjson
 from service.rating.batch import RECORD_SCHEMA, TEXT_FIELDS
+from service.rating.batch_kernels import cached_njit
 
 U8 = npt.NDArray[np.uint8]
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 Function = TypeVar("Function", bound=Callable[..., Any])
 
-log = logging.getLogger(__name__)
 
 # The kernel allocates its results, so numba's reference counting stays on (unlike the rating
 # kernels); it runs once per body, not once per row.
 _OPTIONS: dict[str, Any] = {"nogil": True, "error_model": "numpy"}
 _HELPER_OPTIONS: dict[str, Any] = {**_OPTIONS, "_nrt": False}
-_cache = {"writable": True}
 
 
 def _kernel(function: Function) -> Function:
-    """`njit(cache=True)`; without the on-disk cache where none can be written."""
-    if _cache["writable"]:
-        try:
-            return cast(Function, numba.njit(cache=True, **_OPTIONS)(function))
-        except RuntimeError as exc:  # numba finds no writable cache directory at all
-            if "no locator available" not in str(exc):
-                raise
-            _cache["writable"] = False
-            log.info("numba cache unavailable (%s): the scanner compiles at each start", exc)
-    return cast(Function, numba.njit(**_OPTIONS)(function))
+    return cached_njit(function, _OPTIONS)
 
 
 def _helper(function: Function) -> Function:

@@ -39,17 +39,22 @@ _OPTIONS: dict[str, Any] = {"nogil": True, "_nrt": False, "error_model": "numpy"
 _cache = {"writable": True}
 
 
-def _kernel(function: Function) -> Function:
-    """`njit(cache=True)`; without the on-disk cache where none can be written."""
+def cached_njit(function: Function, options: dict[str, Any]) -> Function:
+    """`njit(cache=True, **options)`; without the on-disk cache where none can be written
+    (then every kernel compiles at each start)."""
     if _cache["writable"]:
         try:
-            return cast(Function, numba.njit(cache=True, **_OPTIONS)(function))
+            return cast(Function, numba.njit(cache=True, **options)(function))
         except RuntimeError as exc:  # numba finds no writable cache directory at all
             if "no locator available" not in str(exc):
                 raise
             _cache["writable"] = False
-            log.info("numba cache unavailable (%s): batch kernels compile at each start", exc)
-    return cast(Function, numba.njit(**_OPTIONS)(function))
+            log.info("numba cache unavailable (%s): kernels compile at each start", exc)
+    return cast(Function, numba.njit(**options)(function))
+
+
+def _kernel(function: Function) -> Function:
+    return cached_njit(function, _OPTIONS)
 
 
 def _inlined(function: Function) -> Function:
