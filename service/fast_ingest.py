@@ -13,7 +13,8 @@ A row whose id is stored already (a switch's retry, a concurrent batch) is found
 insert, as on the record-by-record way: it is not stored again, and `flows` answers it
 against what is stored.
 
-tests/test_ingest_lanes.py stores batches both ways and compares every row and answer.
+tests/test_ingest_lanes.py stores batches this way, and record by record through the per-call
+and the batch paths, and compares every row and answer.
 """
 
 from __future__ import annotations

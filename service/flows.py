@@ -718,9 +718,11 @@ def ingest_body(
     """POST /v1/cdrs (SPEC §6.2): cut, rate and store a batch; its answer (BatchResponse).
 
     With the batch kernels (`batch`), the records `record_scan` takes are rated, stored and
-    answered as columns (`fast_ingest`); every other record, and every record of a batch
-    holding an id stored already, goes record by record (`ingest_batch`). Without them (they
-    compile at start), every record goes record by record."""
+    answered as columns (`fast_ingest`), but for those whose outcome depends on the batch
+    (rejected, id met twice); those and every other record go record by record (the steps
+    of `ingest_batch`, in the same transaction). A record whose id is stored already is
+    answered against what is stored, either way. Without the kernels (they compile at
+    start), every record goes record by record."""
     if batch is None:
         records = parse_batch(body, ndjson=ndjson, max_records=max_records)
         outcomes = ingest_batch(
