@@ -14,7 +14,6 @@ import os
 import resource
 import secrets
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,11 +30,13 @@ from urllib.parse import urlsplit
 import orjson
 import uvloop
 
+from service import loadgen
+
 MAX_BATCHES = 2_000
 MAX_SECONDS = 120.0
 MAX_RATE = 5_000
 MAX_CONNECTIONS = 256
-REQUEST_TIMEOUT_S = 10.0
+QUOTE_BODIES = 1_000  # distinct quote requests, sent in turn
 CONNECT_STAGGER_S = 0.05
 
 # Rateable call shapes (SPEC golden examples); ids and durations vary per record.
@@ -232,53 +233,23 @@ async def ingest(
 
 
 async def quote(*, url: str, key: str, rate: float, seconds: float) -> dict[str, Any]:
-    """Open-loop quotes: request i is due at start + i / rate by the wall clock, whatever the
-    server is doing, and its latency runs from that due time to the whole answer (so time a
-    request waited in this client for a connection counts too)."""
-    client = HttpClient(url, max_connections=MAX_CONNECTIONS)
+    """Open-loop quotes from `service.loadgen`, a process of its own (an in-process client's
+    own garbage collections started requests late by up to ~100 ms): request i is due at
+    start + i / rate by the wall clock, whatever the server is doing, and its latency runs
+    from that due time to the whole answer. After a warm-up of a fifth of `seconds`."""
+    client = HttpClient(url, max_connections=1)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    count = int(rate * seconds)
     requests = [
         client.render("POST", "/v1/quote", orjson.dumps(record(i, prefix=None)), headers)
-        for i in range(count)
+        for i in range(QUOTE_BODIES)
     ]
-    latencies: list[float] = []
-    errors = 0
-
-    async def one(request: bytes, due: float) -> None:
-        nonlocal errors
-        try:
-            status, _ = await asyncio.wait_for(client.send(request), timeout=REQUEST_TIMEOUT_S)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, HttpError):
-            status = 0
-        latencies.append(time.perf_counter() - due)
-        if status != 200:
-            errors += 1
-
-    # the first connection is opened before the clock starts
-    await client.send(client.render("GET", "/healthz", b"", {}))
-    tasks = []
-    cpu = _cpu_seconds()
-    start = time.perf_counter()
-    for i, request in enumerate(requests):
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(request, due)))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    await client.close()
+    figures = await asyncio.to_thread(
+        loadgen.run, url, requests, mode="open", rate=rate, seconds=seconds
+    )
     return {
         "mode": "quote",
-        "requests": count,
-        "errors": errors,
-        "offered_rate": rate,
-        "achieved_rate": round(count / elapsed, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
-        "max_ms": round(max(latencies) * 1000, 2),
-        "client_cpu_s": round(_cpu_seconds() - cpu, 2),
+        "errors": figures["requests"] - figures["admitted"],
+        **figures,
     }
 
 

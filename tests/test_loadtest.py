@@ -47,7 +47,8 @@ def test_quote_and_ingest_runs_reach_the_database(database_url: str, tmp_path: P
             assert 'callrate_cdrs_total{result="rated"} 150.0' in text.text
     assert quoted["requests"] == 40
     assert quoted["errors"] == 0
-    assert _count(database_url, AuditRow) == 40
+    # every quote sent is audited, the warm-up's too
+    assert _count(database_url, AuditRow) == 40 + quoted["warm_up"]["requests"]
     assert ingested["batches"] == 3
     assert ingested["rated"] == 150
     assert _count(database_url, Cdr) == 150
