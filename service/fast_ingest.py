@@ -93,9 +93,9 @@ def rate(
     *,
     registry: Callable[[list[str]], Mapping[str, SubscriberProfile]],
     fallback: SubscriberProfile | None,
-) -> tuple[FastPart | None, pa.Table]:
+) -> tuple[FastPart, pa.Table]:
     """Rate scanned rows in one kernel pass. The rows that can finish this way as a FastPart
-    (None when none can), and the other rows, for the record-by-record way."""
+    (perhaps none), and the other rows, for the record-by-record way."""
     national = pc.utf8_slice_codeunits(rows.column("caller"), -MOBILE_LEN)
     callers = [
         number
@@ -110,9 +110,6 @@ def rate(
         require_id=True,
     )
     keep = rated & ~_claimed_elsewhere(rows.column("id").combine_chunks(), other_ids)
-    rest = rows.filter(pa.array(~keep))
-    if not keep.any():
-        return None, rest
     part = FastPart(
         rows=rows,
         national=national.combine_chunks(),
@@ -126,7 +123,7 @@ def rate(
         fallback=fallback,
         versions=batch.versions,
     )
-    return (part if keep.all() else _only(part, pa.array(keep))), rest
+    return (part if keep.all() else _only(part, pa.array(keep))), rows.filter(pa.array(~keep))
 
 
 def _constant(value: Any, n: int, type_: pa.DataType) -> pa.Array:

@@ -723,48 +723,35 @@ def ingest_body(
     of `ingest_batch`, in the same transaction). A record whose id is stored already is
     answered against what is stored, either way. Without the kernels (they compile at
     start), every record goes record by record."""
-    if batch is None:
+    if batch is not None:
+        scanned = scan_batch(body, ndjson=ndjson, max_records=max_records)
+        records = scanned.others  # all of them, in order, when the scanner took none
+    else:
         records = parse_batch(body, ndjson=ndjson, max_records=max_records)
+    if batch is None or not scanned.fast.num_rows:
         outcomes = ingest_batch(
-            session, rater=rater, default_plan=default_plan, records=records, metrics=metrics
+            session,
+            rater=rater,
+            batch=batch,
+            default_plan=default_plan,
+            records=records,
+            metrics=metrics,
+            now=now,
         )
         return answer_of(records, outcomes)
     at = now or utcnow()
-    scanned = scan_batch(body, ndjson=ndjson, max_records=max_records)
     started = time.perf_counter()
-    part, rest = (
-        fast_ingest.rate(
-            batch,
-            scanned.fast,
-            [record_id for r in scanned.others if (record_id := _record_id(r)) is not None],
-            registry=_registry_reader(session),
-            fallback=default_profile(default_plan),
-        )
-        if scanned.fast.num_rows
-        else (None, scanned.fast)
-    )
-    records = _by_index([*scanned.others, *fast_ingest.incoming(rest)])
-    if part is None:
-        return answer_of(
-            records,
-            ingest_batch(
-                session,
-                rater=rater,
-                batch=batch,
-                default_plan=default_plan,
-                records=records,
-                metrics=metrics,
-                now=at,
-            ),
-        )
-    fast_part: fast_ingest.FastPart = part
-    results = rate_records(
-        rater,
+    registry = _registry_reader(session)
+    fallback = default_profile(default_plan)
+    fast_part, rest = fast_ingest.rate(
         batch,
-        records,
-        registry=_registry_reader(session),
-        fallback=default_profile(default_plan),
+        scanned.fast,
+        [record_id for r in records if (record_id := _record_id(r)) is not None],
+        registry=registry,
+        fallback=fallback,
     )
+    records = sorted([*records, *fast_ingest.incoming(rest)], key=operator.attrgetter("index"))
+    results = rate_records(rater, batch, records, registry=registry, fallback=fallback)
     _observe_rating(metrics, started, len(records) + fast_part.rows.num_rows)
 
     def work() -> tuple[fast_ingest.FastPart, list[Outcome], list[Incoming], list[Outcome]]:
@@ -815,10 +802,6 @@ def _answer_stored(session: Session, records: Sequence[Incoming]) -> list[Outcom
 
 
 _INDEX = operator.itemgetter("index")
-
-
-def _by_index(records: list[Incoming]) -> list[Incoming]:
-    return sorted(records, key=operator.attrgetter("index"))
 
 
 def _suspense_rows(

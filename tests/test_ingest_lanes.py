@@ -319,3 +319,34 @@ def test_every_golden_case_ingests_as_expected(
             ).current
             got = current.model_dump()
             assert {key: got.get(key) for key in expect} == expect, case["name"]
+
+
+def test_a_batch_whose_scanned_records_all_fail_answers_as_the_per_call_path(
+    sessions: sessionmaker[Session], rater: Rater
+) -> None:
+    """Every scanned record rejected (no plan for an unregistered caller): nothing is left
+    for the column way, and the answers and suspense rows are the per-call path's."""
+    body = b"\n".join(
+        orjson.dumps(
+            {
+                "id": f"u{index}",
+                "caller": "13900000000",
+                "callee": "02188001234",
+                "start": "2010-03-01T10:00:00+08:00",
+                "duration_s": 60,
+            }
+        )
+        for index in range(5)
+    )
+    seen = []
+    for lane in ("per-call", "scanned"):
+        session = sessions()
+        try:
+            with session.begin():
+                seen.append((_ingest(session, rater, lane, body, None), _stored(session)))
+                session.rollback()
+        finally:
+            session.close()
+    assert seen[0] == seen[1]
+    assert {r["code"] for r in seen[0][0]} == {"plan.missing"}
+    assert len(seen[0][1]["suspense"]) == 5
