@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 import orjson
 from sqlalchemy import Engine
@@ -396,7 +396,7 @@ def rate_records(
     batch: BatchRater | None,
     records: Sequence[Incoming],
     *,
-    registry: Callable[[list[str]], Mapping[str, SubscriberProfile]],
+    registry: Registry,
     fallback: SubscriberProfile | None,
 ) -> list[Accepted | Rejected]:
     """Rate records as the per-call path does. Objects whose values have the column types go
@@ -473,10 +473,29 @@ def rate_records(
     return cast(list[Accepted | Rejected], results)
 
 
-def _registry_reader(session: Session) -> Callable[[list[str]], dict[str, SubscriberProfile]]:
-    """Registry profiles of some numbers. On SQLite read outside the session's transaction:
-    that one takes the write lock when it begins (IMMEDIATE), and the batch is rated before
-    it, so the other workers' batches are not kept waiting while this one is rated."""
+Registry = Callable[[list[str]], Mapping[str, SubscriberProfile]]
+
+
+class ProfileCache(Protocol):
+    """Registry profiles cached per worker (service.registry_cache.RegistryCache)."""
+
+    def profiles(self, msisdns: Sequence[str], read: Registry) -> dict[str, SubscriberProfile]:
+        """The registered profiles of these numbers, the uncached ones from `read`."""
+        ...
+
+
+def _registry_reader(session: Session, cache: ProfileCache | None = None) -> Registry:
+    """Registry profiles of some numbers, through `cache` when given. On SQLite read outside
+    the session's transaction: that one takes the write lock when it begins (IMMEDIATE), and
+    the batch is rated before it, so the other workers' batches are not kept waiting while
+    this one is rated."""
+    reader = _database_reader(session)
+    if cache is None:
+        return reader
+    return functools.partial(cache.profiles, read=reader)
+
+
+def _database_reader(session: Session) -> Registry:
 
     def read(db: repository.Executor, msisdns: list[str]) -> dict[str, SubscriberProfile]:
         rows = repository.subscribers_by_msisdn(db, msisdns=msisdns)
@@ -501,6 +520,7 @@ def _rate(
     default_plan: str | None,
     records: Sequence[Incoming],
     metrics: Metrics | None,
+    registry_cache: ProfileCache | None = None,
 ) -> list[Accepted | Rejected]:
     """rate_records with the registry, observed in the rating-time metric."""
     started = time.perf_counter()
@@ -508,7 +528,7 @@ def _rate(
         rater,
         batch,
         records,
-        registry=_registry_reader(session),
+        registry=_registry_reader(session, registry_cache),
         fallback=default_profile(default_plan),
     )
     _observe_rating(metrics, started, len(records))
@@ -626,7 +646,7 @@ def _count_charged(metrics: Metrics | None, outcomes: Sequence[Outcome]) -> None
         metrics.charged_fen.labels(call_class=call_class).inc(fen)
 
 
-def _retrying(session: Session, work: Callable[[], T]) -> T:
+def retrying(session: Session, work: Callable[[], T]) -> T:
     """`work()`, run again from a rolled-back session when the database reports a conflict
     that another attempt resolves (SPEC §6.2: never a deadlock answered as an error)."""
     for attempt in range(1, INGEST_ATTEMPTS + 1):
@@ -636,7 +656,8 @@ def _retrying(session: Session, work: Callable[[], T]) -> T:
             if attempt == INGEST_ATTEMPTS or not repository.is_retryable(error):
                 raise
             session.rollback()
-            time.sleep(random.uniform(0, RETRY_PAUSE_S * 2**attempt))  # noqa: S311 - jitter
+            if not isinstance(error, repository.StoredIdMet):  # that one is no contention
+                time.sleep(random.uniform(0, RETRY_PAUSE_S * 2**attempt))  # noqa: S311 - jitter
     raise AssertionError("unreachable")
 
 
@@ -665,6 +686,7 @@ def ingest_batch(
     batch: BatchRater | None = None,
     metrics: Metrics | None = None,
     now: datetime | None = None,
+    registry_cache: ProfileCache | None = None,
 ) -> list[Outcome]:
     """SPEC §6.2: rate and store a batch; rejected records go whole to suspense (a record
     already waiting there, byte for byte, is not added twice). With `batch`, records are
@@ -678,6 +700,7 @@ def ingest_batch(
         default_plan=default_plan,
         records=records,
         metrics=metrics,
+        registry_cache=registry_cache,
     )
 
     def work() -> list[Outcome]:
@@ -685,7 +708,7 @@ def ingest_batch(
         repository.insert_suspense(session, rows=_suspense_rows(records, outcomes, now=at))
         return outcomes
 
-    outcomes = _retrying(session, work)
+    outcomes = retrying(session, work)
     _count_charged(metrics, outcomes)
     if metrics is not None:
         metrics.count_results(outcome.result for outcome in outcomes)
@@ -714,6 +737,7 @@ def ingest_body(
     default_plan: str | None,
     metrics: Metrics | None = None,
     now: datetime | None = None,
+    registry_cache: ProfileCache | None = None,
 ) -> dict[str, Any]:
     """POST /v1/cdrs (SPEC §6.2): cut, rate and store a batch; its answer (BatchResponse).
 
@@ -737,11 +761,12 @@ def ingest_body(
             records=records,
             metrics=metrics,
             now=now,
+            registry_cache=registry_cache,
         )
         return answer_of(records, outcomes)
     at = now or utcnow()
     started = time.perf_counter()
-    registry = _registry_reader(session)
+    registry = _registry_reader(session, registry_cache)
     fallback = default_profile(default_plan)
     fast_part, rest = fast_ingest.rate(
         batch,
@@ -770,7 +795,7 @@ def ingest_body(
         repository.insert_suspense(session, rows=_suspense_rows(records, outcomes, now=at))
         return stored_part, outcomes, raced, _answer_stored(session, raced)
 
-    stored_part, outcomes, raced, raced_outcomes = _retrying(session, work)
+    stored_part, outcomes, raced, raced_outcomes = retrying(session, work)
     fast_results = fast_ingest.results(stored_part)
     _count_charged(metrics, outcomes)
     if metrics is not None:
@@ -861,7 +886,7 @@ def recycle_suspense(
                 )
         return rows, outcomes
 
-    rows, outcomes = _retrying(session, work)
+    rows, outcomes = retrying(session, work)
     _count_charged(metrics, outcomes)
     if metrics is not None:  # the records leaving suspense; a rejection was counted at ingest
         metrics.count_results(o.result for o in outcomes if o.result != REJECTED)

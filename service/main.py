@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         metrics.set_build_info(
             version=app.version, tariffs=(t.version for t in app.state.rater.book.tariffs)
         )
-        # quotes: the registry cached per worker, audit rows written in groups
+        # the registry cached per worker (quotes, ingest), audit rows written in groups (quotes)
         app.state.registry_cache = RegistryCache(audit_engine)
         app.state.registry_cache.watch(app.state.sessions)
         app.state.registry_cache.start()

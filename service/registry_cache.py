@@ -9,7 +9,9 @@ listens again. A read that started before an invalidation is not kept (generatio
 so a profile read before a write can never outlive the write's notification. A quote sent
 after a write's 200 may still see the old entry in another worker for the notification's
 delivery time (about a millisecond on one host); in the worker that wrote, never (the cache is
-emptied after the commit, before the answer: RegistryCache.watch).
+emptied after the commit, before the answer: RegistryCache.watch). Ingest reads its batch's
+callers through it too (`profiles`): a batch rated in another worker within that delivery
+time is rated with the old profile, as it would have been had it arrived just before the write.
 
 SQLite: no cache. Its registry read is an in-process B-tree lookup that costs about as
 much as any version check would, and SQLite has no cross-process notification.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -105,10 +108,38 @@ class RegistryCache:
         profile = None if entry is None else profile_of(entry)
         with self._lock:
             if self._listening and generation == self._generation:
-                if len(self._entries) >= self.max_entries:
-                    del self._entries[next(iter(self._entries))]  # the oldest
-                self._entries[msisdn] = profile
+                self._keep(msisdn, profile)
         return profile
+
+    def profiles(
+        self, msisdns: Sequence[str], read: Callable[[list[str]], Mapping[str, SubscriberProfile]]
+    ) -> dict[str, SubscriberProfile]:
+        """The registered profiles of these numbers (an ingested batch's callers): those
+        cached, and the others from `read` (one query in the batch's session), kept as `load`
+        keeps its entry."""
+        generation = self._generation
+        found: dict[str, SubscriberProfile] = {}
+        missing: list[str] = []
+        for msisdn in msisdns:
+            profile = self._entries.get(msisdn, MISSING)
+            if isinstance(profile, Missing):
+                missing.append(msisdn)
+            elif profile is not None:
+                found[msisdn] = profile
+        if not missing:
+            return found
+        loaded = read(missing)
+        found.update(loaded)
+        with self._lock:
+            if self._listening and generation == self._generation:
+                for msisdn in missing:
+                    self._keep(msisdn, loaded.get(msisdn))
+        return found
+
+    def _keep(self, msisdn: str, profile: SubscriberProfile | None) -> None:
+        if len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]  # the oldest
+        self._entries[msisdn] = profile
 
     def invalidate(self) -> None:
         """Forget every entry, and every read in progress."""

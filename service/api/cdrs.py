@@ -87,6 +87,7 @@ def post_cdrs(
             batch=batch,
             default_plan=settings.default_plan,
             metrics=metrics,
+            registry_cache=request.app.state.registry_cache,
         )
     )
 

@@ -194,9 +194,19 @@ def _transposed(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> dict[str
     return {name: list(column) for name, column in zip(names, zip(*rows, strict=True), strict=True)}
 
 
+class StoredIdMet(Exception):
+    """insert_cdrs_new met an id stored already and the transaction is lost (PostgreSQL):
+    roll back and run the work again (is_retryable); in this session, insert_cdrs_new then
+    skips stored ids."""
+
+
+_STORED_ID_MET = "callrate.stored_id_met"  # Session.info: this session met a stored id
+
+
 def insert_cdrs_new(session: Session, *, rows: Rows) -> set[str]:
     """Bulk-insert CDRs (CDR_COLUMNS), skipping ids already stored (also by a concurrent
-    batch); the ids actually inserted."""
+    batch); the ids actually inserted. On PostgreSQL, the first stored id a session meets
+    raises StoredIdMet instead."""
     if not len(rows):
         return set()
     # In id order: two batches holding the same ids wait on each other's index entries in
@@ -208,16 +218,18 @@ def insert_cdrs_new(session: Session, *, rows: Rows) -> set[str]:
         rows = sorted(rows, key=operator.itemgetter(0))
         ids = {row[0] for row in rows}
     if session.get_bind().dialect.name == "postgresql":
-        # COPY straight into cdrs in a savepoint. A conflict (an id stored already: a retried
-        # batch, or a concurrent batch storing it meanwhile) is rare: the savepoint takes the
-        # COPY back and the staging path runs.
         data = _arrow(rows, CDR_COLUMNS)
-        try:
-            with session.begin_nested():
+        if not session.info.get(_STORED_ID_MET):
+            # COPY straight into cdrs, with no savepoint (two round trips). A conflict (an id
+            # stored already: a retried batch, or a concurrent batch storing it meanwhile) is
+            # rare: it loses the transaction, and the caller's work runs again (StoredIdMet),
+            # through the staging path below from then on.
+            try:
                 _copy_table(session, "cdrs", data).close()
-            return ids
-        except psycopg.errors.UniqueViolation:
-            pass
+                return ids
+            except psycopg.errors.UniqueViolation as error:
+                session.info[_STORED_ID_MET] = True
+                raise StoredIdMet from error
         # COPY into a per-connection staging table, then one INSERT ... ON CONFLICT: psycopg
         # would otherwise parse a statement with one placeholder per value.
         session.execute(
@@ -317,7 +329,10 @@ RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 def is_retryable(error: BaseException) -> bool:
-    """True for a conflict the database reports that running the transaction again resolves."""
+    """True for a conflict the database reports that running the transaction again resolves,
+    and for StoredIdMet."""
+    if isinstance(error, StoredIdMet):
+        return True
     cause = error.orig if isinstance(error, DBAPIError) else error
     return getattr(cause, "sqlstate", None) in RETRYABLE_SQLSTATES
 

@@ -24,8 +24,8 @@ from service.audit_batcher import AuditBatcher
 from service.config import Settings
 from service.db.session import make_engine
 from service.flows import utcnow
-from service.rating.scalar import Rater
-from service.registry_cache import MISSING
+from service.rating.scalar import Rater, SubscriberProfile
+from service.registry_cache import MISSING, RegistryCache
 from tests.api.test_quote import AGENT
 from tests.api.test_quote import REQUEST as PLANNED
 from tests.conftest_db import KEYS, KEYS_SPEC, TARIFFS, Api, fresh_database, running_api
@@ -78,6 +78,67 @@ def test_registry_write_in_one_worker_reaches_the_cache_of_another(
         if cache.listening:
             assert cache.invalidations >= 1
             assert cache.cached("13800138000") is not None  # cached again, the new entry
+
+
+def test_an_ingested_batch_reads_its_callers_through_the_cache(
+    settings: Settings, rater: Rater
+) -> None:
+    """Ingest reads the registry through the worker's cache and sees another worker's write
+    once it is notified, as quotes do."""
+    record = {**REQUEST, "id": "c0"}
+    with running_api(settings, rater) as writer, running_api(settings, rater) as reader:
+        _wait_listening(reader)
+        cache = reader.app.state.registry_cache
+        first = reader.post("/v1/cdrs", role="switch", json=[record])
+        assert first.json()["results"][0]["code"] == "plan.missing"
+        if cache.listening:  # PostgreSQL: ingest's read kept "not registered"
+            assert cache.cached(REQUEST["caller"]) is None
+        put = writer.put(
+            f"/v1/subscribers/{REQUEST['caller']}", role="admin", json={"plan": "gotone"}
+        )
+        assert put.status_code == 200
+
+        async def ingest_until_rated() -> dict[str, Any]:
+            async with asyncio.timeout(10):  # the notification's delivery, not a speed check
+                for attempt in range(1, 10_000):
+                    batch = [{**REQUEST, "id": f"c{attempt}"}]
+                    response = await reader.client.post(
+                        "/v1/cdrs",
+                        json=batch,
+                        headers={"Authorization": f"Bearer {KEYS['switch']}"},
+                    )
+                    result: dict[str, Any] = response.json()["results"][0]
+                    if result["result"] == "rated":
+                        return result
+                    await asyncio.sleep(0.01)
+            raise AssertionError("never rated")
+
+        assert reader.portal.call(ingest_until_rated)["charge_fen"] > 0
+        if cache.listening:
+            assert cache.invalidations >= 1
+            assert cache.cached(REQUEST["caller"]) is not None
+
+
+def test_a_registry_read_that_an_invalidation_overtook_is_not_kept() -> None:
+    """A batch's read that started before a registry write's notification is used by its
+    batch but not kept: the next batch reads again."""
+    cache = RegistryCache(create_engine("sqlite://"))
+    cache._listening = True  # as once LISTEN is in place (PostgreSQL)
+    profile = SubscriberProfile(plan="gotone", home_area=None, packages=())
+    reads: list[list[str]] = []
+
+    def read(msisdns: list[str]) -> dict[str, SubscriberProfile]:
+        reads.append(msisdns)
+        if len(reads) == 1:
+            cache.invalidate()  # a write's notification arrives during the read
+        return {msisdn: profile for msisdn in msisdns if msisdn.endswith("0")}
+
+    numbers = ["13800138000", "13800138001"]
+    assert cache.profiles(numbers, read) == {"13800138000": profile}
+    assert cache.profiles(numbers, read) == {"13800138000": profile}
+    assert cache.profiles(numbers, read) == {"13800138000": profile}
+    assert reads == [numbers, numbers]  # the second read was kept, found and not found
+    assert cache.cached("13800138001") is None
 
 
 def test_each_answer_arrives_after_its_audit_row_is_committed(api: Api) -> None:
