@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from service import flows
 from service.db import repository
@@ -81,5 +87,41 @@ def test_insert_cdrs_new_skips_ids_already_stored(database_url: str) -> None:
             session.commit()
         with sessions() as session:
             assert repository.count_cdrs(session) == 4
+    finally:
+        engine.dispose()
+
+
+def test_a_rating_needs_its_cdr_stored_and_a_rated_cdr_stays(database_url: str) -> None:
+    """The triggers that replace the foreign key (migration 0005): a statement inserting a
+    rating of an unstored CDR fails whole; a rated CDR cannot be deleted or change its id."""
+    engine = make_engine(database_url, pool_size=1)
+    sessions = make_sessionmaker(engine)
+    refused = (psycopg.errors.ForeignKeyViolation, sqlite3.IntegrityError, IntegrityError)
+    try:
+        with sessions.begin() as session:
+            repository.insert_cdrs_new(session, rows=[_cdr("a"), _cdr("b")])
+            repository.insert_ratings(session, rows=[_rating("a", 1, 70)])
+        with (
+            pytest.raises(refused, match="a rating of a CDR that is not stored"),
+            sessions.begin() as session,
+        ):
+            repository.insert_ratings(session, rows=[_rating("b", 1, 5), _rating("x", 1, 5)])
+        for statement in (
+            "DELETE FROM cdrs WHERE id = 'a'",
+            "UPDATE cdrs SET id = 'a2' WHERE id = 'a'",
+            "UPDATE ratings SET cdr_id = 'x'",
+        ):
+            with (
+                pytest.raises(refused, match=r"not stored|cannot be deleted"),
+                sessions.begin() as session,
+            ):
+                session.execute(text(statement))
+        with sessions.begin() as session:  # what the foreign key allowed, the triggers allow
+            session.execute(text("UPDATE cdrs SET duration_s = 61 WHERE id = 'a'"))
+            session.execute(text("UPDATE ratings SET charge_fen = 71 WHERE cdr_id = 'a'"))
+            session.execute(text("DELETE FROM cdrs WHERE id = 'b'"))
+        with sessions() as session:
+            assert repository.current_charges(session, cdr_ids=["a", "b"]) == {"a": 71}
+            assert repository.count_cdrs(session) == 1
     finally:
         engine.dispose()
