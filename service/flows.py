@@ -796,7 +796,7 @@ def ingest_body(
         return stored_part, outcomes, raced, _answer_stored(session, raced)
 
     stored_part, outcomes, raced, raced_outcomes = retrying(session, work)
-    fast_results = fast_ingest.results(stored_part)
+    fast_results = fast_ingest.result_texts(stored_part)
     _count_charged(metrics, outcomes)
     if metrics is not None:
         for call_class, fen in fast_ingest.charged(stored_part).items():
@@ -805,9 +805,18 @@ def ingest_body(
         metrics.count_results(outcome.result for outcome in [*outcomes, *raced_outcomes])
     answer = answer_of([*records, *raced], [*outcomes, *raced_outcomes])
     answer["counts"][RATED] += len(fast_results)
-    if answer["results"]:
-        fast_results = sorted([*fast_results, *answer["results"]], key=_INDEX)
-    answer["results"] = fast_results
+    if not answer["results"]:  # as a whole: no Python object per record
+        answer["results"] = fast_ingest.json_array(fast_results)
+        return answer
+    merged = [
+        *zip(
+            stored_part.rows.column("index").to_pylist(),
+            map(orjson.Fragment, fast_results.to_pylist()),
+            strict=True,
+        ),
+        *((result["index"], result) for result in answer["results"]),
+    ]
+    answer["results"] = [result for _, result in sorted(merged, key=_FIRST)]
     return answer
 
 
@@ -826,7 +835,7 @@ def _answer_stored(session: Session, records: Sequence[Incoming]) -> list[Outcom
     ]
 
 
-_INDEX = operator.itemgetter("index")
+_FIRST = operator.itemgetter(0)
 
 
 def _suspense_rows(

@@ -148,6 +148,7 @@ def _ingest(
             default_plan=default_plan,
             now=NOW,
         )
+        answer = orjson.loads(orjson.dumps(answer))  # its results are JSON text, partly
         results: list[dict[str, Any]] = answer["results"]
         assert answer["counts"] == {
             kind: sum(1 for r in results if r["result"] == kind)
