@@ -1,7 +1,8 @@
 """`callrate bench service`: the service's speed next to this machine's own limits, one run.
 
 On a throwaway schema of a PostgreSQL database it measures, in order:
-1. ingest: `callrate loadtest ingest` against `callrate serve --workers N`, CDRs/s;
+1. ingest: `callrate loadtest ingest` against `callrate serve --workers N`, CDRs/s, after a
+   warm-up of WARM_UP_BATCHES batches not counted (the pools' connections opened);
 2. quote capacity of the service and of the bare audited-ASGI floor (service.bench_floor
    under uvicorn, N workers), both up, closed loops on the same connections and body, in
    turns (ROUNDS each; medians): answers per second, and CPU per answer of the server's
@@ -54,6 +55,7 @@ KEYS = {"switch": "bench-switch-key", "agent": "bench-agent-key", "ops": "bench-
 START_TIMEOUT_S = 60.0
 KERNELS_METRIC = b"callrate_batch_kernels_ready"
 KERNELS_WAIT_S = 20.0  # a tree without that metric: its kernels warm within this (cold: ~16 s)
+WARM_UP_BATCHES = 20  # ingested, not counted, before each ingest measured
 ROUNDS = 3  # closed loops of the service and of the floor, in turns
 COPY_TABLES = ("cdrs", "ratings")
 QUOTE_BODY = orjson.dumps(loadtest.record(0, prefix=None))
@@ -324,8 +326,11 @@ def sqlite_ingest(
     command += ["--port", str(port)]
     log = directory / "serve.log"
     with server(command, env, port, log, application_name="", cwd=service_path) as served:
-        kernels_warm(served.base)
-        return ingest(served.base, batches=batches, batch_size=batch_size, concurrency=concurrency)
+        warm_up = ingest_warm_up(served.base, batch_size=batch_size, concurrency=concurrency)
+        figures = ingest(
+            served.base, batches=batches, batch_size=batch_size, concurrency=concurrency
+        )
+        return {**figures, "warm_up": warm_up}
 
 
 def kernels_warm(base: str) -> None:
@@ -346,6 +351,14 @@ def kernels_warm(base: str) -> None:
             return
         time.sleep(0.2)
     raise RuntimeError("the service's batch kernels did not warm")
+
+
+def ingest_warm_up(base: str, *, batch_size: int, concurrency: int) -> dict[str, Any]:
+    """Once the kernels are warm, WARM_UP_BATCHES batches not counted: the pools' connections
+    opened (a PostgreSQL backend each), the registry cache filled. CDRs/s of the warm-up."""
+    kernels_warm(base)
+    figures = ingest(base, batches=WARM_UP_BATCHES, batch_size=batch_size, concurrency=concurrency)
+    return {"batches": WARM_UP_BATCHES, "cdrs_per_s": figures["cdrs_per_s"]}
 
 
 def ingest(base: str, *, batches: int, batch_size: int, concurrency: int) -> dict[str, Any]:
@@ -427,7 +440,7 @@ def run_service_bench(
                     cwd=service_path,
                 )
             )
-            kernels_warm(service.base)
+            warm_up = ingest_warm_up(service.base, batch_size=batch_size, concurrency=concurrency)
             server_pids = loadtest.process_tree(service.pid)
             backend_pids = _backend_pids(dsn, service_name)
             spent = {pid: _cpu_s(pid) for pid in (*server_pids, *backend_pids)}
@@ -440,6 +453,7 @@ def run_service_bench(
                 name: round(sum(_cpu_s(p) - spent.get(p, 0.0) for p in pids) / rated * 1e6, 1)
                 for name, pids in (("workers", server_pids), ("postgres", backend_pids))
             }
+            ingested["warm_up"] = warm_up
             floor_port = loadtest.free_port()  # once the service holds its own
             floor += ["--port", str(floor_port)]
             floor_log = logs / "floor.log"
