@@ -1,11 +1,12 @@
-"""a rating's CDR is checked by triggers instead of a foreign key (once per statement on PostgreSQL)
+"""PostgreSQL: a rating's CDR is checked once per statement by triggers, not a foreign key
 
 PostgreSQL checks a foreign key row by row: for each rating inserted it looks the CDR up
 and locks it (a WAL record each), about 4 µs of the server's CPU per ingested CDR, a third
 of all it spends on one. A statement-level trigger checks a whole COPY with one anti-join
 on the rows it inserted (its transition table). Deleting a rated CDR, or changing its id,
-is refused the same way. SQLite has row triggers only: they check each row as its foreign
-key did. docs/decisions.md: what the triggers keep of the foreign key and what not.
+is refused the same way. SQLite keeps its foreign key: it checks it in the row's own
+insert, at no measurable cost, where a row trigger cost ~7 µs a rating.
+docs/decisions.md: what the triggers keep of the foreign key and what not.
 
 Revision ID: 0005
 Revises: 0004
@@ -23,28 +24,24 @@ down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UNSTORED = "a rating of a CDR that is not stored"
-RATED = "a CDR that has ratings cannot be deleted or change its id"
-# SQLite's unnamed foreign key, named for batch mode by this convention
-SQLITE_FK = {"fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s"}
-
 POSTGRES = [
-    f"""CREATE FUNCTION ratings_cdr_stored() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE FUNCTION ratings_cdr_stored() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF EXISTS (
     SELECT 1 FROM new_ratings n WHERE NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.id = n.cdr_id)
   ) THEN
-    RAISE foreign_key_violation USING MESSAGE = '{UNSTORED}';
+    RAISE foreign_key_violation USING MESSAGE = 'a rating of a CDR that is not stored';
   END IF;
   RETURN NULL;
 END $$""",
-    f"""CREATE FUNCTION cdrs_rated_kept() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE FUNCTION cdrs_rated_kept() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF EXISTS (
     SELECT 1 FROM old_cdrs o JOIN ratings r ON r.cdr_id = o.id
     WHERE NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.id = o.id)
   ) THEN
-    RAISE foreign_key_violation USING MESSAGE = '{RATED}';
+    RAISE foreign_key_violation
+      USING MESSAGE = 'a CDR that has ratings cannot be deleted or change its id';
   END IF;
   RETURN NULL;
 END $$""",
@@ -63,21 +60,6 @@ END $$""",
     ),
 ]
 
-SQLITE = [
-    *(
-        f"CREATE TRIGGER ratings_cdr_stored_{event.split()[0].lower()} BEFORE {event} ON ratings"
-        " WHEN NOT EXISTS (SELECT 1 FROM cdrs WHERE id = NEW.cdr_id)"
-        f" BEGIN SELECT RAISE(ABORT, '{UNSTORED}'); END"
-        for event in ("INSERT", "UPDATE OF cdr_id")
-    ),
-    "CREATE TRIGGER cdrs_rated_kept_delete BEFORE DELETE ON cdrs"
-    " WHEN EXISTS (SELECT 1 FROM ratings WHERE cdr_id = OLD.id)"
-    f" BEGIN SELECT RAISE(ABORT, '{RATED}'); END",
-    "CREATE TRIGGER cdrs_rated_kept_update BEFORE UPDATE OF id ON cdrs"
-    " WHEN NEW.id IS NOT OLD.id AND EXISTS (SELECT 1 FROM ratings WHERE cdr_id = OLD.id)"
-    f" BEGIN SELECT RAISE(ABORT, '{RATED}'); END",
-]
-
 TRIGGERS = {
     "ratings": ("ratings_cdr_stored_insert", "ratings_cdr_stored_update"),
     "cdrs": ("cdrs_rated_kept_delete", "cdrs_rated_kept_update"),
@@ -85,28 +67,21 @@ TRIGGERS = {
 
 
 def upgrade() -> None:
-    """Apply this revision."""
-    if op.get_bind().dialect.name == "postgresql":
-        op.drop_constraint("ratings_cdr_id_fkey", "ratings", type_="foreignkey")
-        statements = POSTGRES
-    else:
-        with op.batch_alter_table("ratings", naming_convention=SQLITE_FK) as batch:
-            batch.drop_constraint("fk_ratings_cdr_id_cdrs", type_="foreignkey")
-        statements = SQLITE
-    for statement in statements:
+    """Apply this revision (PostgreSQL; SQLite keeps its foreign key)."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.drop_constraint("ratings_cdr_id_fkey", "ratings", type_="foreignkey")
+    for statement in POSTGRES:
         op.execute(statement)
 
 
 def downgrade() -> None:
     """Revert this revision: the foreign key again."""
-    postgres = op.get_bind().dialect.name == "postgresql"
+    if op.get_bind().dialect.name != "postgresql":
+        return
     for table, names in TRIGGERS.items():
         for name in names:
-            op.execute(f"DROP TRIGGER {name}" + (f" ON {table}" if postgres else ""))
-    if postgres:
-        op.execute("DROP FUNCTION ratings_cdr_stored()")
-        op.execute("DROP FUNCTION cdrs_rated_kept()")
-        op.create_foreign_key("ratings_cdr_id_fkey", "ratings", "cdrs", ["cdr_id"], ["id"])
-    else:
-        with op.batch_alter_table("ratings") as batch:
-            batch.create_foreign_key("fk_ratings_cdr_id_cdrs", "cdrs", ["cdr_id"], ["id"])
+            op.execute(f"DROP TRIGGER {name} ON {table}")
+    op.execute("DROP FUNCTION ratings_cdr_stored()")
+    op.execute("DROP FUNCTION cdrs_rated_kept()")
+    op.create_foreign_key("ratings_cdr_id_fkey", "ratings", "cdrs", ["cdr_id"], ["id"])

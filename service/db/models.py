@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -75,9 +76,9 @@ class RatingRow(Base):
     __tablename__ = "ratings"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    # A stored CDR's id: checked by triggers, not a foreign key (migration 0005: once per
-    # statement on PostgreSQL, where a foreign key costs a lookup and a lock per row).
-    cdr_id: Mapped[str] = mapped_column(String(64))
+    # On PostgreSQL the foreign key is replaced by triggers that check once per statement
+    # (migration 0005): there a foreign key costs a lookup and a lock per row.
+    cdr_id: Mapped[str] = mapped_column(String(64), ForeignKey("cdrs.id"))
     seq: Mapped[int] = mapped_column(Integer)
     tariff: Mapped[str] = mapped_column(String(32))
     charge_fen: Mapped[int] = mapped_column(BigInteger)

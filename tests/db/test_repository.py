@@ -15,6 +15,7 @@ from service.db import repository
 from service.db.session import make_engine, make_sessionmaker
 
 NOW = datetime(2010, 3, 1, 2, 0, tzinfo=UTC)
+SQLITE_FK = "FOREIGN KEY constraint failed"
 
 
 def _cdr(cdr_id: str) -> tuple[object, ...]:  # repository.CDR_COLUMNS
@@ -92,8 +93,9 @@ def test_insert_cdrs_new_skips_ids_already_stored(database_url: str) -> None:
 
 
 def test_a_rating_needs_its_cdr_stored_and_a_rated_cdr_stays(database_url: str) -> None:
-    """The triggers that replace the foreign key (migration 0005): a statement inserting a
-    rating of an unstored CDR fails whole; a rated CDR cannot be deleted or change its id."""
+    """PostgreSQL's triggers that replace the foreign key (migration 0005), and SQLite's
+    foreign key: a statement inserting a rating of an unstored CDR fails whole; a rated CDR
+    cannot be deleted or change its id."""
     engine = make_engine(database_url, pool_size=1)
     sessions = make_sessionmaker(engine)
     refused = (psycopg.errors.ForeignKeyViolation, sqlite3.IntegrityError, IntegrityError)
@@ -102,7 +104,7 @@ def test_a_rating_needs_its_cdr_stored_and_a_rated_cdr_stays(database_url: str) 
             repository.insert_cdrs_new(session, rows=[_cdr("a"), _cdr("b")])
             repository.insert_ratings(session, rows=[_rating("a", 1, 70)])
         with (
-            pytest.raises(refused, match="a rating of a CDR that is not stored"),
+            pytest.raises(refused, match=rf"not stored|{SQLITE_FK}"),
             sessions.begin() as session,
         ):
             repository.insert_ratings(session, rows=[_rating("b", 1, 5), _rating("x", 1, 5)])
@@ -112,11 +114,11 @@ def test_a_rating_needs_its_cdr_stored_and_a_rated_cdr_stays(database_url: str) 
             "UPDATE ratings SET cdr_id = 'x'",
         ):
             with (
-                pytest.raises(refused, match=r"not stored|cannot be deleted"),
+                pytest.raises(refused, match=rf"not stored|cannot be deleted|{SQLITE_FK}"),
                 sessions.begin() as session,
             ):
                 session.execute(text(statement))
-        with sessions.begin() as session:  # what the foreign key allowed, the triggers allow
+        with sessions.begin() as session:  # what a foreign key allows, the triggers allow
             session.execute(text("UPDATE cdrs SET duration_s = 61 WHERE id = 'a'"))
             session.execute(text("UPDATE ratings SET charge_fen = 71 WHERE cdr_id = 'a'"))
             session.execute(text("DELETE FROM cdrs WHERE id = 'b'"))
