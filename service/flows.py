@@ -726,6 +726,13 @@ def answer_of(records: Sequence[Incoming], outcomes: Sequence[Outcome]) -> dict[
     }
 
 
+# Below this many records a batch costs less through the per-call path: the column way's
+# fixed cost is ~1.8 ms of CPU a batch (kernel calls, Arrow calls, two COPYs) and ~3 µs a
+# record, the per-call path's ~1 ms and ~27 µs a record (docs/performance-service.md).
+COLUMN_WAY_FROM = 32
+_BY_INDEX = operator.attrgetter("index")
+
+
 def ingest_body(
     session: Session,
     *,
@@ -746,10 +753,14 @@ def ingest_body(
     (rejected, id met twice); those and every other record go record by record (the steps
     of `ingest_batch`, in the same transaction). A record whose id is stored already is
     answered against what is stored, either way. Without the kernels (they compile at
-    start), every record goes record by record."""
+    start), and for a batch of fewer than COLUMN_WAY_FROM records, every record goes record
+    by record, through the per-call path."""
     if batch is not None:
         scanned = scan_batch(body, ndjson=ndjson, max_records=max_records)
         records = scanned.others  # all of them, in order, when the scanner took none
+        if scanned.fast.num_rows + len(records) < COLUMN_WAY_FROM:
+            records = sorted([*records, *fast_ingest.incoming(scanned.fast)], key=_BY_INDEX)
+            batch = None  # a few records: the per-call path costs less
     else:
         records = parse_batch(body, ndjson=ndjson, max_records=max_records)
     if batch is None or not scanned.fast.num_rows:
@@ -775,7 +786,7 @@ def ingest_body(
         registry=registry,
         fallback=fallback,
     )
-    records = sorted([*records, *fast_ingest.incoming(rest)], key=operator.attrgetter("index"))
+    records = sorted([*records, *fast_ingest.incoming(rest)], key=_BY_INDEX)
     results = rate_records(rater, batch, records, registry=registry, fallback=fallback)
     _observe_rating(metrics, started, len(records) + fast_part.rows.num_rows)
 

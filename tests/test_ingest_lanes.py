@@ -339,7 +339,7 @@ def test_a_batch_whose_scanned_records_all_fail_answers_as_the_per_call_path(
                 "duration_s": 60,
             }
         )
-        for index in range(5)
+        for index in range(flows.COLUMN_WAY_FROM)  # fewer would go the per-call path
     )
     seen = []
     for lane in ("per-call", "scanned"):
@@ -352,4 +352,39 @@ def test_a_batch_whose_scanned_records_all_fail_answers_as_the_per_call_path(
             session.close()
     assert seen[0] == seen[1]
     assert {r["code"] for r in seen[0][0]} == {"plan.missing"}
-    assert len(seen[0][1]["suspense"]) == 5
+    assert len(seen[0][1]["suspense"]) == flows.COLUMN_WAY_FROM
+
+
+@pytest.mark.parametrize(
+    ("size", "as_columns_expected"),
+    [(1, False), (flows.COLUMN_WAY_FROM - 1, False), (flows.COLUMN_WAY_FROM, True)],
+)
+def test_a_small_batch_goes_the_per_call_path(
+    sessions: sessionmaker[Session],
+    rater: Rater,
+    size: int,
+    as_columns_expected: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Below COLUMN_WAY_FROM records the column way's fixed cost outweighs what it saves:
+    such a batch is rated and stored record by record, with the same answers and rows."""
+    as_columns: list[int] = []
+    store = fast_ingest.store
+
+    def counted(session: Session, part: fast_ingest.FastPart, **kwargs: Any) -> bool:
+        as_columns.append(part.rows.num_rows)
+        return store(session, part, **kwargs)
+
+    monkeypatch.setattr(fast_ingest, "store", counted)
+    body = b"\n".join(_records(rater)[200 : 200 + size])
+    seen = []
+    for lane in ("per-call", "scanned"):
+        session = sessions()
+        try:
+            with session.begin():
+                seen.append((_ingest(session, rater, lane, body, "easyown"), _stored(session)))
+                session.rollback()
+        finally:
+            session.close()
+    assert seen[0] == seen[1]
+    assert (sum(as_columns) > 0) == as_columns_expected
