@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import psycopg
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import repository
 from service.db.retry import run_retrying
-from service.flows import profile_of
+from service.flows import Registry, profile_of
 from service.rating.scalar import SubscriberProfile
 
 log = logging.getLogger("callrate")
@@ -111,9 +111,7 @@ class RegistryCache:
                 self._keep(msisdn, profile)
         return profile
 
-    def profiles(
-        self, msisdns: Sequence[str], read: Callable[[list[str]], Mapping[str, SubscriberProfile]]
-    ) -> dict[str, SubscriberProfile]:
+    def profiles(self, msisdns: Sequence[str], read: Registry) -> dict[str, SubscriberProfile]:
         """The registered profiles of these numbers (an ingested batch's callers): those
         cached, and the others from `read` (one query in the batch's session), kept as `load`
         keeps its entry."""

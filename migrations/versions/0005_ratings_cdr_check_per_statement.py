@@ -24,7 +24,7 @@ down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-POSTGRES = [
+FUNCTIONS = [
     """CREATE FUNCTION ratings_cdr_stored() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF EXISTS (
@@ -45,25 +45,14 @@ BEGIN
   END IF;
   RETURN NULL;
 END $$""",
-    # A trigger with a transition table has one event: one trigger per event.
-    *(
-        f"CREATE TRIGGER ratings_cdr_stored_{event.lower()} AFTER {event} ON ratings"
-        " REFERENCING NEW TABLE AS new_ratings"
-        " FOR EACH STATEMENT EXECUTE FUNCTION ratings_cdr_stored()"
-        for event in ("INSERT", "UPDATE")
-    ),
-    *(
-        f"CREATE TRIGGER cdrs_rated_kept_{event.lower()} AFTER {event} ON cdrs"
-        " REFERENCING OLD TABLE AS old_cdrs"
-        " FOR EACH STATEMENT EXECUTE FUNCTION cdrs_rated_kept()"
-        for event in ("DELETE", "UPDATE")
-    ),
 ]
 
-TRIGGERS = {
-    "ratings": ("ratings_cdr_stored_insert", "ratings_cdr_stored_update"),
-    "cdrs": ("cdrs_rated_kept_delete", "cdrs_rated_kept_update"),
-}
+# (table, function, transition table, events): a trigger with a transition table has one
+# event, so one trigger per event, named <function>_<event>.
+TRIGGERS = [
+    ("ratings", "ratings_cdr_stored", "NEW TABLE AS new_ratings", ("INSERT", "UPDATE")),
+    ("cdrs", "cdrs_rated_kept", "OLD TABLE AS old_cdrs", ("DELETE", "UPDATE")),
+]
 
 
 def upgrade() -> None:
@@ -71,17 +60,22 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.drop_constraint("ratings_cdr_id_fkey", "ratings", type_="foreignkey")
-    for statement in POSTGRES:
+    for statement in FUNCTIONS:
         op.execute(statement)
+    for table, function, transition, events in TRIGGERS:
+        for event in events:
+            op.execute(
+                f"CREATE TRIGGER {function}_{event.lower()} AFTER {event} ON {table}"
+                f" REFERENCING {transition} FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+            )
 
 
 def downgrade() -> None:
     """Revert this revision: the foreign key again."""
     if op.get_bind().dialect.name != "postgresql":
         return
-    for table, names in TRIGGERS.items():
-        for name in names:
-            op.execute(f"DROP TRIGGER {name} ON {table}")
-    op.execute("DROP FUNCTION ratings_cdr_stored()")
-    op.execute("DROP FUNCTION cdrs_rated_kept()")
+    for table, function, _, events in TRIGGERS:
+        for event in events:
+            op.execute(f"DROP TRIGGER {function}_{event.lower()} ON {table}")
+        op.execute(f"DROP FUNCTION {function}()")
     op.create_foreign_key("ratings_cdr_id_fkey", "ratings", "cdrs", ["cdr_id"], ["id"])
