@@ -12,12 +12,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import Gauge
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from service.admission import Admission, AdmissionMiddleware
 from service.api import cdrs, ops, quote, subscribers, suspense, usage
 from service.api import rerate as rerate_api
 from service.api.console import console_files
+from service.api.direct import DirectEndpoint
 from service.api.docs import install_docs
 from service.api.guard import BodyGuardMiddleware
 from service.audit_batcher import AuditBatcher
@@ -132,28 +133,32 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     app.add_middleware(AdmissionMiddleware, admission=admission)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)  # counts refusals too
     app.add_middleware(RequestLogMiddleware, log_format=settings.log_format)  # outermost
-    app.quote_endpoint = quote.QuoteEndpoint(
-        app, admission=admission, metrics=metrics, log_format=settings.log_format
+    app.direct_endpoint = DirectEndpoint(
+        {quote.PATH: quote.DIRECT, cdrs.PATH: cdrs.DIRECT},
+        admission=admission,
+        metrics=metrics,
+        log_format=settings.log_format,
     )
     return app
 
 
 class CallrateApp(FastAPI):
-    """The service's FastAPI app; POST /v1/quote, the hot route, is handed straight to
-    `quote_endpoint` (service.api.quote.QuoteEndpoint), which does what the middleware stack
-    and FastAPI's routing would do for it at a fraction of their cost: ~15 ASGI layers,
-    each a coroutine frame (and a send wrapper) per request, and a router match."""
+    """The service's FastAPI app; a POST to one of the hot routes (/v1/quote, /v1/cdrs) is
+    handed straight to `direct_endpoint` (service.api.direct.DirectEndpoint), which does
+    what the middleware stack and FastAPI's routing would do for it at a fraction of their
+    cost: ~15 ASGI layers, each a coroutine frame (and a send wrapper) per request, a router
+    match and dependency solving."""
 
-    quote_endpoint: ASGIApp | None = None
+    direct_endpoint: DirectEndpoint | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request or lifespan."""
-        endpoint = self.quote_endpoint
+        endpoint = self.direct_endpoint
         if (
             endpoint is not None
             and scope["type"] == "http"
-            and scope["path"] == quote.PATH
             and scope["method"] == "POST"
+            and scope["path"] in endpoint.routes
         ):
             if self.middleware_stack is None:  # built at the first request, whichever it is
                 self.middleware_stack = self.build_middleware_stack()

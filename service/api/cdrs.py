@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
+from starlette.responses import Response
 
 from service import flows
-from service.api.deps import (
-    AgentActor,
-    BatchRaterDep,
-    BodyDep,
-    MetricsDep,
-    RaterDep,
-    SessionDep,
-    SettingsDep,
-    SwitchActor,
-)
-from service.api.json import OrjsonResponse
+from service.api.deps import AgentActor, BodyDep, RaterDep, SessionDep, SwitchActor
+from service.api.direct import DirectRoute
 from service.api.schemas import BatchResponse, CdrIn, CdrOut
+from service.config import Settings
 from service.errors import (
     BadBody,
     BodyTooLarge,
@@ -28,9 +24,12 @@ from service.errors import (
     Unauthenticated,
     error_responses,
 )
+from service.security import Actor
 
 router = APIRouter(tags=["cdrs"])
 
+PATH = "/v1/cdrs"
+SWITCH = "switch"  # the role that may post batches
 NDJSON = "application/x-ndjson"
 MAX_RECORDS_DOC = 10_000
 
@@ -59,37 +58,52 @@ BATCH_BODY: dict[str, Any] = {
 
 
 @router.post(
-    "/v1/cdrs",
+    PATH,
     summary="Ingest a batch of CDRs (JSON array or NDJSON), atomically",
     response_model=BatchResponse,
     openapi_extra=BATCH_BODY,
     responses=error_responses(BadBody, Unauthenticated, Forbidden, BodyTooLarge, InvalidInput),
 )
-def post_cdrs(
+async def post_cdrs(
     request: Request,
     actor: SwitchActor,  # first: an unauthenticated request is refused before its body is read
     body: BodyDep,
-    session: SessionDep,
-    rater: RaterDep,
-    batch: BatchRaterDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-) -> OrjsonResponse:
+) -> Response:
     """Per record: rated (charge, rating), duplicate (stored charge) or rejected (reason)."""
-    ndjson = request.headers.get("content-type", "").split(";")[0].strip().lower() == NDJSON
-    return OrjsonResponse(
-        flows.ingest_body(
-            session,
-            body=body,
-            ndjson=ndjson,
-            max_records=settings.max_batch_records,
-            rater=rater,
-            batch=batch,
-            default_plan=settings.default_plan,
-            metrics=metrics,
-            registry_cache=request.app.state.registry_cache,
-        )
+    status, payload = await ingest_answer(
+        request.app.state, actor, body, request.headers.get("content-type", "")
     )
+    return Response(payload, status_code=status, media_type="application/json")
+
+
+async def ingest_answer(
+    state: State, _actor: Actor, body: bytes, content_type: str
+) -> tuple[int, bytes]:
+    """The batch cut, rated and stored in one session, committed before it is answered (a
+    2xx batch is durable), in one thread hop; its answer (BatchResponse) as JSON."""
+    ndjson = content_type.split(";")[0].strip().lower() == NDJSON
+    settings: Settings = state.settings
+
+    def ingest() -> bytes:
+        with state.sessions() as session:  # closing rolls back what was not committed
+            answer = flows.ingest_body(
+                session,
+                body=body,
+                ndjson=ndjson,
+                max_records=settings.max_batch_records,
+                rater=state.rater,
+                batch=state.kernels.batch,  # None until the kernels are warm (main.WarmKernels)
+                default_plan=settings.default_plan,
+                metrics=state.metrics,
+                registry_cache=state.registry_cache,
+            )
+            session.commit()
+        return orjson.dumps(answer)
+
+    return 200, await run_in_threadpool(ingest)
+
+
+DIRECT = DirectRoute(SWITCH, ingest_answer)
 
 
 @router.get(

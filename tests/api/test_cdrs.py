@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import create_engine, func, select
 
+from service.config import Settings
 from service.db import repository
 from service.db.models import Cdr, RatingRow, SuspenseRow
-from tests.conftest_db import Api
+from service.rating.scalar import Rater
+from tests.conftest_db import KEYS, Api, running_api
 
 
 def cdr(record_id: str, **overrides: Any) -> dict[str, Any]:
@@ -214,3 +220,85 @@ def test_get_cdr_errors(api: Api) -> None:
     assert api.get("/v1/cdrs/nope").status_code == 401
     assert api.get("/v1/cdrs/nope", role="switch").status_code == 403
     assert api.get("/v1/audit", role="agent").status_code == 403
+
+
+def test_the_direct_endpoint_ingests_as_the_middleware_stack_would(
+    settings: Settings, rater: Rater, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """POST /v1/cdrs is served ahead of the middleware stack (service.api.direct); the same
+    requests sent through the stack (FastAPI's own __call__, as every other route is served)
+    get the same answers, headers and log lines, and store the same rows. Each way sends its
+    own ids (`{way}-...`), compared with the way's name taken out."""
+    small = settings.model_copy(update={"max_body_bytes": 20_000})
+    switch = {"Authorization": f"Bearer {KEYS['switch']}"}
+    ndjson = {**switch, "Content-Type": "application/x-ndjson; charset=utf-8"}
+
+    def cases(way: str) -> list[tuple[dict[str, str], bytes]]:
+        many = [cdr(f"{way}-m{i}", duration_s=1 + i) for i in range(40)]  # the column way
+        return [
+            (switch, orjson.dumps([cdr(f"{way}-a"), cdr(f"{way}-b", callee="02188ABC234")])),
+            (ndjson, b"\n".join(orjson.dumps(record) for record in many)),
+            (
+                switch,
+                orjson.dumps([cdr(f"{way}-a"), cdr(f"{way}-a", duration_s=9)]),
+            ),  # dup, conflict
+            (switch, b"{not json"),  # 400
+            (switch, b" " * 20_001),  # 413
+            ({}, orjson.dumps([cdr(f"{way}-c")])),  # 401
+            ({"Authorization": "Bearer nobody"}, orjson.dumps([cdr(f"{way}-c")])),  # 401
+            ({"Authorization": f"Bearer {KEYS['agent']}"}, orjson.dumps([cdr(f"{way}-c")])),  # 403
+        ]
+
+    with running_api(small, rater) as api:
+        through_stack = httpx.AsyncClient(
+            transport=httpx.ASGITransport(
+                app=functools.partial(FastAPI.__call__, api.app), raise_app_exceptions=False
+            ),
+            base_url="http://callrate.test",
+        )
+        answers: dict[str, list[tuple[int, str, list[tuple[str, str]]]]] = {}
+        lines: dict[str, list[list[str]]] = {}
+        for way, client in (("direct", api.client), ("stack", through_stack)):
+            capsys.readouterr()
+            answers[way] = []
+            for headers, body in cases(way):
+                answer = api.portal.call(
+                    functools.partial(client.post, "/v1/cdrs", content=body, headers=headers)
+                )
+                assert re.fullmatch(r"[a-p]{32}", answer.headers.pop("x-request-id"))
+                headers_seen = [
+                    (name, value)
+                    for name, value in answer.headers.multi_items()
+                    if name != "content-length"  # the ids' lengths differ by way
+                ]
+                answers[way].append(
+                    (answer.status_code, answer.text.replace(way, "WAY"), headers_seen)
+                )
+            # time, request id, method, route, status, latency, role
+            logged = capsys.readouterr().err.splitlines()
+            lines[way] = [[line.split()[i] for i in (2, 3, 4, 6)] for line in logged]
+        api.portal.call(through_stack.aclose)
+        engine = create_engine(api.settings.effective_database_url)
+        with engine.connect() as connection:
+            stored = {
+                way: sorted(
+                    (cdr_id.replace(way, "WAY"), charge)
+                    for cdr_id, charge in connection.execute(
+                        select(RatingRow.cdr_id, RatingRow.charge_fen).where(
+                            RatingRow.cdr_id.startswith(way)
+                        )
+                    )
+                )
+                for way in ("direct", "stack")
+            }
+            suspended = connection.scalar(select(func.count()).select_from(SuspenseRow))
+        engine.dispose()
+    assert answers["direct"] == answers["stack"]
+    assert [status for status, _, _ in answers["stack"]] == [
+        200, 200, 200, 400, 413, 401, 401, 403
+    ]  # fmt: skip
+    assert lines["direct"] == lines["stack"]
+    assert len(lines["stack"]) == len(cases("stack"))
+    assert stored["direct"] == stored["stack"]
+    assert len(stored["stack"]) == 1 + 40
+    assert suspended == 2 * 2  # per way: the bad callee, the id sent twice differently
