@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ipaddress
 import os
+import re
 import resource
 import secrets
 import socket
@@ -170,6 +171,19 @@ class HttpClient:
         self.idle.clear()
 
 
+_RATED = re.compile(rb'"counts":\{[^}]*"rated":(\d+)')
+
+
+def rated_count(answer: bytes) -> int:
+    """counts.rated of a POST /v1/cdrs answer, read without decoding its results (a dict
+    per record: ~0.5 ms of the client's CPU a batch of 1,000, on the cores the server
+    shares). The counts object holds only numbers, so it ends at its first brace."""
+    found = _RATED.search(answer)
+    if found is None:
+        raise HttpError(f"POST /v1/cdrs answered no counts: {answer[:200]!r}")
+    return int(found.group(1))
+
+
 async def ingest(
     *, url: str, key: str, batches: int, batch_size: int, concurrency: int
 ) -> dict[str, Any]:
@@ -209,7 +223,7 @@ async def ingest(
             latencies.append(time.perf_counter() - started)
             if status != 200:
                 raise HttpError(f"POST /v1/cdrs answered {status}: {body[:200]!r}")
-            rated += orjson.loads(body)["counts"]["rated"]
+            rated += rated_count(body)
 
     cpu = _cpu_seconds()
     started = time.perf_counter()

@@ -18,6 +18,7 @@ from service.loadtest import (
     full_records_body,
     ingest,
     quote,
+    rated_count,
     run,
     tiny_records_body,
 )
@@ -81,3 +82,22 @@ def test_memory_bodies_have_the_asked_size() -> None:
     full = full_records_body(2_000_000, records=1000)
     assert 1_900_000 < len(full) <= 2_000_000
     assert len(full.splitlines()) == 1000
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"counts": {"rated": 2, "duplicate": 1, "rejected": 0}, "results": []},
+        {
+            "results": [
+                {"index": 0, "id": '"counts":{"rated":9}', "result": "rated", "charge_fen": 1},
+                {"index": 1, "id": "x", "result": "duplicate"},
+            ],
+            "counts": {"duplicate": 1, "rated": 1, "rejected": 0},
+        },
+    ],
+)
+def test_rated_count_reads_the_counts_whatever_the_results_hold(answer: dict[str, object]) -> None:
+    """The ingest client counts rated CDRs without decoding each result; an id that looks
+    like the counts (escaped in the answer) does not fool it."""
+    assert rated_count(orjson.dumps(answer)) == answer["counts"]["rated"]  # type: ignore[index]
