@@ -19,6 +19,7 @@ and the batch paths, and compares every row and answer.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -30,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy.orm import Session
 
+from service import answer_text
 from service.batch_body import Incoming
 from service.db import repository
 from service.rating import batch_kernels as k
@@ -202,39 +204,35 @@ def _only(part: FastPart, mask: pa.Array | pa.ChunkedArray) -> FastPart:
     )
 
 
-def _quoted(names: Sequence[str]) -> pa.Array:
-    return pa.array([orjson.dumps(name).decode() for name in names], pa.string())
+@functools.lru_cache(maxsize=8)
+def _template(versions: tuple[str, ...]) -> answer_text.Template:
+    return answer_text.template(CALL_CLASSES, versions)
 
 
-_JSON_CLASSES = _quoted(CALL_CLASSES)
-
-
-def result_texts(part: FastPart) -> pa.Array:
+def result_texts(part: FastPart) -> answer_text.Results:
     """The wire form of schemas.RecordResult of each row (flows.record_result's), as JSON
-    text built from the columns. An id needs only its quotes: the scanner took only ids of
-    printable ASCII without escapes."""
-    return pc.binary_join_element_wise(
-        '{"index":',
-        pc.cast(part.rows.column("index").combine_chunks(), pa.string()),
-        ',"id":"',
-        part.rows.column("id").combine_chunks(),
-        '","result":"rated","charge_fen":',
-        pc.cast(pa.array(part.charge), pa.string()),
-        ',"call_class":',
-        _JSON_CLASSES.take(pa.array(part.call_class)),
-        ',"tariff":',
-        _quoted(part.versions).take(pa.array(part.tariff)),
-        "}",
-        "",  # the separator
+    text written from the columns (service.answer_text), separated by commas."""
+    rows = part.rows
+    return answer_text.results(
+        _template(tuple(part.versions)),
+        rows.column("index").combine_chunks().to_numpy(),
+        rows.column("id").combine_chunks(),
+        part.charge,
+        part.call_class,
+        part.tariff,
     )
 
 
-def json_array(texts: pa.Array) -> orjson.Fragment:
-    """JSON texts as one JSON array, ready for orjson."""
-    joined = pc.binary_join(
-        pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), ","
-    )
-    return orjson.Fragment(b"[" + joined[0].as_buffer().to_pybytes() + b"]")
+def json_array(texts: answer_text.Results) -> orjson.Fragment:
+    """The results as one JSON array, ready for orjson."""
+    return orjson.Fragment(b"[" + texts.text.tobytes() + b"]")
+
+
+def json_items(texts: answer_text.Results) -> list[orjson.Fragment]:
+    """Each result as a JSON text of its own, ready for orjson."""
+    data, ends = texts.text.tobytes(), texts.ends.tolist()
+    starts = [0, *(end + 1 for end in ends[:-1])][: len(ends)]  # past each comma
+    return [orjson.Fragment(data[start:end]) for start, end in zip(starts, ends, strict=True)]
 
 
 def charged(part: FastPart) -> dict[str, int]:

@@ -812,17 +812,17 @@ def ingest_body(
     if metrics is not None:
         for call_class, fen in fast_ingest.charged(stored_part).items():
             metrics.charged_fen.labels(call_class=call_class).inc(fen)
-        metrics.count_results([RATED] * len(fast_results))
+        metrics.count_results([RATED] * len(fast_results.ends))
         metrics.count_results(outcome.result for outcome in [*outcomes, *raced_outcomes])
     answer = answer_of([*records, *raced], [*outcomes, *raced_outcomes])
-    answer["counts"][RATED] += len(fast_results)
+    answer["counts"][RATED] += len(fast_results.ends)
     if not answer["results"]:  # as a whole: no Python object per record
         answer["results"] = fast_ingest.json_array(fast_results)
         return answer
     merged = [
         *zip(
             stored_part.rows.column("index").to_pylist(),
-            map(orjson.Fragment, fast_results.to_pylist()),
+            fast_ingest.json_items(fast_results),
             strict=True,
         ),
         *((result["index"], result) for result in answer["results"]),

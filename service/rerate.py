@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.answer_text import warm as warm_answer_text
 from service.api import schemas
 from service.batchio import PROFILE_SCHEMA
 from service.db import repository
@@ -196,9 +197,11 @@ def warm_batch_kernels(rater: Rater) -> BatchRater:
     The first call of a kernel compiles it: about 16 s without a JIT cache, during which a
     job inside a transaction would hold SQLite's write lock and stall every other writer.
     So run_job calls this before its first transaction, and the app calls it at start. The
-    body scanner's kernel is warmed with them, so the first ingest request does not compile it.
+    body scanner's kernel and the one that writes ingest's answer are warmed with them, so the
+    first ingest request does not compile them.
     """
     warm_scanner()
+    warm_answer_text()
     batch = BatchRater(rater)
     batch.rate(_columns(_WARM_UP_RECORDS), subscribers={}, default_plan=None)
     return batch
