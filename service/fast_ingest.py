@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy.orm import Session
 
-from service import answer_text
+from service import ingest_text
 from service.batch_body import Incoming
 from service.db import repository
 from service.rating import batch_kernels as k
@@ -131,46 +131,86 @@ def _constant(value: Any, n: int, type_: pa.DataType) -> pa.Array:
     return pa.repeat(pa.scalar(value, type_), n)
 
 
-def _profile_columns(part: FastPart) -> list[pa.Array]:
-    """profile_plan, profile_home_area, profile_packages, profile_registered of each row:
-    the profile each caller was rated with (flows.rating_row's columns)."""
+def _profiles_used(part: FastPart) -> tuple[list[tuple[Any, ...]], pa.Array]:
+    """The profile columns (flows.rating_row's: plan, home area, packages, registered) of
+    each caller the part holds, and each row's number among them."""
     encoded = pc.dictionary_encode(part.national)
-    used = [part.profiles.get(number, part.fallback) for number in encoded.dictionary.to_pylist()]
-    columns = [
-        pa.array([p.plan if p else None for p in used], pa.string()),
-        pa.array([p.home_area if p else None for p in used], pa.string()),
-        pa.array([orjson.dumps(p.packages).decode() if p else None for p in used], pa.string()),
-        pa.array([p.registered if p else None for p in used], pa.bool_()),
+    used = [
+        (None, None, None, None) if p is None else (p.plan, p.home_area, _packages(p), p.registered)
+        for p in (part.profiles.get(n, part.fallback) for n in encoded.dictionary.to_pylist())
     ]
-    return [column.take(encoded.indices) for column in columns]
+    return used, encoded.indices
 
 
-def store(session: Session, part: FastPart, *, now: datetime) -> FastPart:
-    """Insert the part's cdrs and ratings rows (repository.CDR_COLUMNS, RATING_COLUMNS) but
-    those whose id is stored already (a switch's retry, a concurrent batch); the part that
-    was stored."""
-    rows, n = part.rows, part.rows.num_rows
-    ids = rows.column("id")
-    instants = pa.repeat(pa.scalar(now, _INSTANT), n)
-    cdrs = pa.table(
+def _packages(profile: SubscriberProfile) -> str:
+    return orjson.dumps(profile.packages).decode()
+
+
+@functools.lru_cache(maxsize=8)
+def _rating_template(versions: tuple[str, ...]) -> ingest_text.RatingTemplate:
+    return ingest_text.rating_template(versions, CALL_CLASSES, k.DIAL_NAMES, k.ROAMING_NAMES)
+
+
+def _cdr_rows(part: FastPart, now: datetime, *, postgres: bool) -> repository.Rows:
+    """The part's `cdrs` rows: CSV written by a kernel for PostgreSQL, else an Arrow table."""
+    rows = part.rows
+    if postgres:
+        ids = rows.column("id").combine_chunks()
+        text = ingest_text.cdrs_csv(
+            pc.sort_indices(ids).to_numpy(),  # in id order, as insert_cdrs_new sorts
+            ids=ids,
+            callers=rows.column("caller"),
+            callees=rows.column("callee"),
+            start_epoch=part.start_epoch,
+            durations=rows.column("duration_s").to_numpy(),
+            legs=rows.column("type"),
+            default_leg=Leg.ORIGINATING.value,
+            raws=rows.column("raw"),
+            received_at=now.isoformat(),
+            national_digits=MOBILE_LEN,
+        )
+        return repository.Csv(text.data, ids)
+    return pa.table(
         [
-            ids,
+            rows.column("id"),
             part.national,
-            pc.utf8_slice_codeunits(rows.column("callee"), 0, 64),
+            pc.utf8_slice_codeunits(rows.column("callee"), 0, ingest_text.CALLEE_CHARACTERS),
             pa.array(part.start_epoch),
             rows.column("duration_s"),
             pc.fill_null(rows.column("type"), Leg.ORIGINATING.value),
             rows.column("raw"),
-            instants,
+            pa.repeat(pa.scalar(now, _INSTANT), rows.num_rows),
         ],
         names=list(repository.CDR_COLUMNS),
     )
-    inserted = repository.insert_cdrs_new(session, rows=cdrs)
-    if len(inserted) < n:
-        part = _only(part, pc.is_in(ids, value_set=pa.array(list(inserted), pa.string())))
-        rows, n, ids = part.rows, part.rows.num_rows, part.rows.column("id")
-        instants = instants.slice(0, n)
-    ratings = pa.table(
+
+
+def _rating_rows(part: FastPart, now: datetime, *, postgres: bool) -> repository.Rows:
+    """The part's `ratings` rows (first ratings, source ingest): CSV written by a kernel for
+    PostgreSQL, else an Arrow table."""
+    n = part.rows.num_rows
+    ids = part.rows.column("id").combine_chunks()
+    profiles, profile = _profiles_used(part)
+    if postgres:
+        text = ingest_text.ratings_csv(
+            _rating_template(tuple(part.versions)),
+            ids=ids,
+            tariff=part.tariff,
+            charge=part.charge,
+            call_class=part.call_class,
+            dial=part.dial,
+            roaming=part.roaming,
+            rated_at=now.isoformat(),
+            source=SOURCE,
+            profiles=profiles,
+            profile=profile.to_numpy(),
+        )
+        return repository.Csv(text.data, ids)
+    profile_columns = [
+        pa.array([values[i] for values in profiles], type_).take(profile)
+        for i, type_ in enumerate((pa.string(), pa.string(), pa.string(), pa.bool_()))
+    ]
+    return pa.table(
         [
             ids,
             _constant(1, n, pa.int32()),
@@ -179,13 +219,27 @@ def store(session: Session, part: FastPart, *, now: datetime) -> FastPart:
             _CLASSES.take(pa.array(part.call_class)),
             _DIAL_NAMES.take(pa.array(part.dial)),
             _ROAMING_NAMES.take(pa.array(part.roaming)),
-            instants,
-            _constant("ingest", n, pa.string()),
-            *_profile_columns(part),
+            pa.repeat(pa.scalar(now, _INSTANT), n),
+            _constant(SOURCE, n, pa.string()),
+            *profile_columns,
         ],
         names=list(repository.RATING_COLUMNS),
     )
-    repository.insert_ratings(session, rows=ratings)
+
+
+SOURCE = "ingest"
+
+
+def store(session: Session, part: FastPart, *, now: datetime) -> FastPart:
+    """Insert the part's cdrs and ratings rows (repository.CDR_COLUMNS, RATING_COLUMNS) but
+    those whose id is stored already (a switch's retry, a concurrent batch); the part that
+    was stored."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    inserted = repository.insert_cdrs_new(session, rows=_cdr_rows(part, now, postgres=postgres))
+    if len(inserted) < part.rows.num_rows:
+        stored = pa.array(list(inserted), pa.string())
+        part = _only(part, pc.is_in(part.rows.column("id"), value_set=stored))
+    repository.insert_ratings(session, rows=_rating_rows(part, now, postgres=postgres))
     return part
 
 
@@ -205,15 +259,15 @@ def _only(part: FastPart, mask: pa.Array | pa.ChunkedArray) -> FastPart:
 
 
 @functools.lru_cache(maxsize=8)
-def _template(versions: tuple[str, ...]) -> answer_text.Template:
-    return answer_text.template(CALL_CLASSES, versions)
+def _template(versions: tuple[str, ...]) -> ingest_text.Template:
+    return ingest_text.template(CALL_CLASSES, versions)
 
 
-def result_texts(part: FastPart) -> answer_text.Results:
+def result_texts(part: FastPart) -> ingest_text.Results:
     """The wire form of schemas.RecordResult of each row (flows.record_result's), as JSON
-    text written from the columns (service.answer_text), separated by commas."""
+    text written from the columns (service.ingest_text), separated by commas."""
     rows = part.rows
-    return answer_text.results(
+    return ingest_text.results(
         _template(tuple(part.versions)),
         rows.column("index").combine_chunks().to_numpy(),
         rows.column("id").combine_chunks(),
@@ -223,12 +277,12 @@ def result_texts(part: FastPart) -> answer_text.Results:
     )
 
 
-def json_array(texts: answer_text.Results) -> orjson.Fragment:
+def json_array(texts: ingest_text.Results) -> orjson.Fragment:
     """The results as one JSON array, ready for orjson."""
     return orjson.Fragment(b"[" + texts.text.tobytes() + b"]")
 
 
-def json_items(texts: answer_text.Results) -> list[orjson.Fragment]:
+def json_items(texts: ingest_text.Results) -> list[orjson.Fragment]:
     """Each result as a JSON text of its own, ready for orjson."""
     data, ends = texts.text.tobytes(), texts.ends.tolist()
     starts = [0, *(end + 1 for end in ends[:-1])][: len(ends)]  # past each comma

@@ -23,7 +23,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.answer_text import warm as warm_answer_text
 from service.api import schemas
 from service.batchio import PROFILE_SCHEMA
 from service.db import repository
@@ -31,6 +30,7 @@ from service.db.models import RerateJob
 from service.db.repository import CurrentRating
 from service.errors import InvalidInput, NotFound
 from service.flows import Rated, default_profile, profile_of, rating_row
+from service.ingest_text import warm as warm_ingest_text
 from service.metrics import Metrics, RerateProgress
 from service.rating.batch import RECORD_SCHEMA, BatchRater, record_columns
 from service.rating.cdr import DEFAULT_OFFSET, EPOCH
@@ -201,7 +201,7 @@ def warm_batch_kernels(rater: Rater) -> BatchRater:
     first ingest request does not compile them.
     """
     warm_scanner()
-    warm_answer_text()
+    warm_ingest_text()
     batch = BatchRater(rater)
     batch.rate(_columns(_WARM_UP_RECORDS), subscribers={}, default_plan=None)
     return batch

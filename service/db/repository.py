@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias, cast
+from typing import Any, NamedTuple, TypeAlias, cast
 
 import psycopg
 import pyarrow as pa
@@ -119,8 +119,20 @@ RATING_COLUMNS = (
 _CSV = pacsv.WriteOptions(include_header=False)
 
 
-# Rows to insert: tuples in the table's column order, or an Arrow table of those columns.
-Rows: TypeAlias = Sequence[tuple[Any, ...]] | pa.Table
+class Csv(NamedTuple):
+    """Rows written already as the CSV PostgreSQL's COPY reads (the table's columns, in
+    order; CDRs in id order, see insert_cdrs_new), with their ids. PostgreSQL only."""
+
+    text: memoryview
+    ids: pa.Array
+
+
+# Rows to insert: tuples in the table's column order, an Arrow table of those columns, or Csv.
+Rows: TypeAlias = Sequence[tuple[Any, ...]] | pa.Table | Csv
+
+
+def _count(rows: Rows) -> int:
+    return len(rows.ids) if isinstance(rows, Csv) else len(rows)
 
 
 def _arrow(rows: Rows, names: Sequence[str]) -> pa.Table:
@@ -162,9 +174,8 @@ def _one_instant(column: pa.ChunkedArray | pa.Array) -> datetime | None:
     return low if low == bounds["max"].as_py() else None
 
 
-def _copy_table(session: Session, table: str, data: pa.Table) -> Any:
-    """COPY an Arrow table (columns named as the table's) on the session's own connection
-    (same transaction), as CSV written by Arrow: no Python work per row. A cursor.
+def _csv(data: pa.Table) -> memoryview:
+    """An Arrow table as CSV, written by Arrow: no Python work per row.
 
     A timestamp column goes as ISO 8601 text, formatted once when it holds one instant (as
     ingest's do): Arrow's CSV writer formats a timestamp in ~1.3 µs, as much as all the
@@ -181,12 +192,18 @@ def _copy_table(session: Session, table: str, data: pa.Table) -> Any:
             data = data.set_column(position, field.name, texts)
     payload = io.BytesIO()
     pacsv.write_csv(data, payload, _CSV)
+    return payload.getbuffer()
+
+
+def _copy(session: Session, table: str, names: Sequence[str], rows: Rows) -> Any:
+    """COPY rows (`names` are their columns) on the session's own connection (same
+    transaction), as CSV. A cursor."""
+    payload = rows.text if isinstance(rows, Csv) else _csv(_arrow(rows, names))
     connection = session.connection().connection.driver_connection
     assert isinstance(connection, psycopg.Connection)
     cursor = connection.cursor()
-    names = ", ".join(data.column_names)
-    with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
-        copy.write(payload.getbuffer())
+    with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as copy:
+        copy.write(payload)
     return cursor
 
 
@@ -207,25 +224,26 @@ def insert_cdrs_new(session: Session, *, rows: Rows) -> set[str]:
     """Bulk-insert CDRs (CDR_COLUMNS), skipping ids already stored (also by a concurrent
     batch); the ids actually inserted. On PostgreSQL, the first stored id a session meets
     raises StoredIdMet instead."""
-    if not len(rows):
+    if not _count(rows):
         return set()
     # In id order: two batches holding the same ids wait on each other's index entries in
     # the same order, so they cannot deadlock (PostgreSQL; SQLite has one writer at a time).
-    if isinstance(rows, pa.Table):
+    if isinstance(rows, Csv):
+        ids = set(rows.ids.to_pylist())
+    elif isinstance(rows, pa.Table):
         rows = rows.take(pc.sort_indices(rows.column("id")))
         ids = set(rows.column("id").to_pylist())
     else:
         rows = sorted(rows, key=operator.itemgetter(0))
         ids = {row[0] for row in rows}
     if session.get_bind().dialect.name == "postgresql":
-        data = _arrow(rows, CDR_COLUMNS)
         if not session.info.get(_STORED_ID_MET):
             # COPY straight into cdrs, with no savepoint (two round trips). A conflict (an id
             # stored already: a retried batch, or a concurrent batch storing it meanwhile) is
             # rare: it loses the transaction, and the caller's work runs again (StoredIdMet),
             # through the staging path below from then on.
             try:
-                _copy_table(session, "cdrs", data).close()
+                _copy(session, "cdrs", CDR_COLUMNS, rows).close()
                 return ids
             except psycopg.errors.UniqueViolation as error:
                 session.info[_STORED_ID_MET] = True
@@ -235,7 +253,7 @@ def insert_cdrs_new(session: Session, *, rows: Rows) -> set[str]:
         session.execute(
             text("CREATE TEMP TABLE IF NOT EXISTS cdrs_incoming (LIKE cdrs) ON COMMIT DELETE ROWS")
         )
-        cursor = _copy_table(session, "cdrs_incoming", data)
+        cursor = _copy(session, "cdrs_incoming", CDR_COLUMNS, rows)
         cursor.execute(
             "INSERT INTO cdrs SELECT * FROM cdrs_incoming ORDER BY id"
             " ON CONFLICT (id) DO NOTHING RETURNING id"
@@ -244,6 +262,8 @@ def insert_cdrs_new(session: Session, *, rows: Rows) -> set[str]:
         cursor.execute("TRUNCATE cdrs_incoming")
         cursor.close()
         return inserted
+    if isinstance(rows, Csv):
+        raise TypeError("CSV rows are for PostgreSQL's COPY")
     table = _table(Cdr)
     tuples = _tuples(rows)
     try:  # SQLite: a plain executemany in a savepoint, which a conflict takes back
@@ -293,10 +313,12 @@ def _executemany(
 
 def insert_ratings(session: Session, *, rows: Rows) -> None:
     """Bulk-append ratings (RATING_COLUMNS; COPY on PostgreSQL, one executemany on SQLite)."""
-    if not len(rows):
+    if not _count(rows):
         return
     if session.get_bind().dialect.name == "postgresql":
-        _copy_table(session, "ratings", _arrow(rows, RATING_COLUMNS)).close()
+        _copy(session, "ratings", RATING_COLUMNS, rows).close()
+    elif isinstance(rows, Csv):
+        raise TypeError("CSV rows are for PostgreSQL's COPY")
     else:
         _executemany(session, _table(RatingRow), RATING_COLUMNS, _tuples(rows))
 
