@@ -124,7 +124,9 @@ def rate(
         fallback=fallback,
         versions=batch.versions,
     )
-    return (part if keep.all() else _only(part, pa.array(keep))), rows.filter(pa.array(~keep))
+    if keep.all():  # the usual case: no copy of the rows
+        return part, rows.slice(0, 0)
+    return _only(part, pa.array(keep)), rows.filter(pa.array(~keep))
 
 
 def _constant(value: Any, n: int, type_: pa.DataType) -> pa.Array:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import math
 import os
+import select
 import sqlite3
 import threading
 import time
@@ -22,6 +23,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # tools without DbTimeouts (CLI re-rating, key commands)
@@ -138,10 +140,13 @@ def make_engine(
     engine: a 2xx batch stays durable (SPEC §6.2).
 
     `timeouts`: bound every wait on the database (the service passes its settings); None
-    for tools that may run long statements (`callrate rerate`). `pre_ping=False` (the quote
-    engine): no round trip before each checkout; its callers retry a statement once on a
-    fresh connection when the pooled one was dead (service.db.retry). Every engine hides the
-    parameters of a failed statement from its error messages, so logs never show a record.
+    for tools that may run long statements (`callrate rerate`). `pre_ping`: a pooled
+    PostgreSQL connection is checked at checkout without a round trip (`closed_by_server`;
+    SQLAlchemy's pre-ping was a statement per checkout, one round trip per request); one
+    found dead is replaced. `pre_ping=False` (the quote engine): no check; its callers retry
+    a statement once on a fresh connection when the pooled one was dead (service.db.retry).
+    Every engine hides the parameters of a failed statement from its error messages, so logs
+    never show a record.
     """
     options: dict[str, Any] = {
         "pool_size": pool_size,
@@ -153,8 +158,9 @@ def make_engine(
     if timeouts is not None:
         options["pool_timeout"] = timeouts.pool_s
     if not is_sqlite(url):
-        options["pool_pre_ping"] = pre_ping
-        return _postgres_engine(url, options=options, audit_only=audit_only, timeouts=timeouts)
+        return _postgres_engine(
+            url, options=options, audit_only=audit_only, timeouts=timeouts, pre_ping=pre_ping
+        )
     synchronous = "NORMAL" if audit_only else sqlite_synchronous.upper()
     if synchronous not in SQLITE_SYNCHRONOUS:
         raise ValueError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
@@ -231,8 +237,26 @@ def make_engine(
     return engine
 
 
+def closed_by_server(connection: psycopg.Connection[Any]) -> bool:
+    """Whether an idle pooled connection is dead, known without a round trip: closed, broken,
+    or anything to read on its socket. A server that ends a session (a restart,
+    pg_terminate_backend, an idle timeout) sends an error and closes it; an idle session is
+    sent nothing else (these engines never LISTEN). Not seen: a peer gone without a word
+    (a host down, a network cut); then the first statement waits out its deadline (503)."""
+    if connection.closed or connection.broken:
+        return True
+    poller = select.poll()
+    poller.register(connection.fileno(), select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
 def _postgres_engine(
-    url: str, *, options: dict[str, Any], audit_only: bool, timeouts: DbTimeouts | None
+    url: str,
+    *,
+    options: dict[str, Any],
+    audit_only: bool,
+    timeouts: DbTimeouts | None,
+    pre_ping: bool,
 ) -> Engine:
     settings: list[str] = []
     if audit_only:
@@ -250,6 +274,13 @@ def _postgres_engine(
             connection = DeadlineConnection.connect(*cargs, **cparams)
             connection.io_timeout_s = io_timeout_s
             return connection
+
+    if pre_ping:
+
+        @event.listens_for(engine, "checkout")
+        def _alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+            if closed_by_server(dbapi_connection):  # the pool replaces it (up to 3 tries)
+                raise DisconnectionError("the server closed this pooled connection")
 
     if settings:
 

@@ -11,9 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, pool, text
 
-from service.db.session import DbTimeouts, SqliteWriterLock, is_sqlite, make_engine
+from service.db.session import (
+    DbTimeouts,
+    SqliteWriterLock,
+    closed_by_server,
+    is_sqlite,
+    make_engine,
+)
+from tests.conftest_db import fresh_database
 
 SQLITE_LEVELS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
@@ -124,3 +131,26 @@ def test_a_writer_lock_held_by_a_killed_process_is_free(tmp_path: Path) -> None:
     holder.stdout.close()
     lock.acquire()
     lock.release()
+
+
+def test_a_connection_the_server_ended_is_replaced_at_checkout(tmp_path: Path) -> None:
+    """No round trip checks a pooled PostgreSQL connection (closed_by_server looks at its
+    socket): one whose backend was terminated is found dead at checkout and replaced, so the
+    statement after it succeeds; a healthy idle one is kept."""
+    with fresh_database("postgresql", tmp_path) as url:
+        engine = make_engine(url, pool_size=1, timeouts=DbTimeouts())
+        admin = create_engine(url, poolclass=pool.NullPool)
+        with engine.connect() as connection:
+            first = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            driver = connection.connection.driver_connection
+        assert not closed_by_server(driver)  # idle, healthy: nothing to read
+        with engine.connect() as connection:  # kept: the same backend
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() == first
+        with admin.connect() as connection:  # waits until the backend is gone
+            connection.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": first})
+        assert closed_by_server(driver)
+        with engine.connect() as connection:
+            second = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert second != first
+        engine.dispose()
+        admin.dispose()
