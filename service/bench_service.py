@@ -1,8 +1,9 @@
 """`callrate bench service`: the service's speed next to this machine's own limits, one run.
 
 On a throwaway schema of a PostgreSQL database it measures, in order:
-1. ingest: `callrate loadtest ingest` against `callrate serve --workers N`, CDRs/s, after a
-   warm-up of WARM_UP_BATCHES batches not counted (the pools' connections opened);
+1. ingest: `callrate loadtest ingest` against `callrate serve --workers N`, CDRs/s, the
+   median of ROUNDS runs, after a warm-up of WARM_UP_BATCHES batches not counted (the
+   pools' connections opened);
 2. quote capacity of the service and of the bare audited-ASGI floor (service.bench_floor
    under uvicorn, N workers), both up, closed loops on the same connections and body, in
    turns (ROUNDS each; medians): answers per second, and CPU per answer of the server's
@@ -10,8 +11,9 @@ On a throwaway schema of a PostgreSQL database it measures, in order:
 3. quotes open-loop at 50 % and 200 % of that capacity: admitted (200) p50/p99, share of
    503, requests that got no answer, the most PostgreSQL backends of the service seen;
 4. the COPY ceiling: the rows that ingest stored (cdrs, ratings) copied again into tables
-   like theirs by COPY on 2 connections, committed: CDRs/s the database itself takes; and
-   the same rows as ingest writes them (the service's CSV, committed batches, as many
+   like theirs by COPY on 2 connections, committed: CDRs/s the database itself takes
+   (median of ROUNDS copies); and
+   the same rows as ingest writes them (CSV, committed batches, as many
    connections as the ingest client, ratings ids from the sequence): CDRs/s the database
    takes of ingest's own writes with no service in front;
 5. ingest again, into a new SQLite file (synchronous=FULL: every 2xx durable), CDRs/s.
@@ -56,7 +58,7 @@ START_TIMEOUT_S = 60.0
 KERNELS_METRIC = b"callrate_batch_kernels_ready"
 KERNELS_WAIT_S = 20.0  # a tree without that metric: its kernels warm within this (cold: ~16 s)
 WARM_UP_BATCHES = 20  # ingested, not counted, before each ingest measured
-ROUNDS = 3  # closed loops of the service and of the floor, in turns
+ROUNDS = 3  # ingest runs, COPY ceilings, closed loops (service and floor in turns): medians
 COPY_TABLES = ("cdrs", "ratings")
 QUOTE_BODY = orjson.dumps(loadtest.record(0, prefix=None))
 
@@ -122,19 +124,19 @@ def server(
             process.kill()
 
 
-def copy_ceiling(url: str) -> dict[str, Any]:
+def copy_ceiling(url: str, *, rounds: int = ROUNDS) -> dict[str, Any]:
     """The stored rows of COPY_TABLES copied into tables like theirs (indexes included) on 2
-    connections, each committing its half: stored CDRs per second. Measured at rest: the
-    tables vacuumed (else autovacuum of the rows ingest just wrote may run meanwhile) and a
-    checkpoint taken (else one may start meanwhile)."""
+    connections, each committing its half: stored CDRs per second, the median of `rounds`
+    copies into new tables (one copy of ~200,000 rows takes about a second, and moved by a
+    quarter from run to run). Each measured at rest: the tables vacuumed (else autovacuum
+    of the rows ingest just wrote may run meanwhile) and a checkpoint taken (else one may
+    start meanwhile)."""
     dsn = libpq_url(url)
     halves: list[dict[str, list[bytes]]] = [{}, {}]
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(f"VACUUM (ANALYZE) {', '.join(COPY_TABLES)}")
-        connection.execute("CHECKPOINT")  # the bench connects as a superuser, or pg_checkpoint
         cdrs = connection.execute("SELECT count(*) FROM cdrs").fetchone()
         for table in COPY_TABLES:
-            connection.execute(f"CREATE TABLE ceiling_{table} (LIKE {table} INCLUDING ALL)")
             lines: list[bytes] = []
             with connection.cursor().copy(f"COPY {table} TO STDOUT") as copy:
                 for data in copy:
@@ -151,7 +153,16 @@ def copy_ceiling(url: str) -> dict[str, Any]:
                     for start in range(0, len(rows), 10_000):
                         copy.write(b"".join(rows[start : start + 10_000]))
 
-    return _copied(stored, _timed(load, len(halves)))
+    copies = []
+    for _ in range(rounds):
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            for table in COPY_TABLES:
+                connection.execute(f"DROP TABLE IF EXISTS ceiling_{table}")
+                connection.execute(f"CREATE TABLE ceiling_{table} (LIKE {table} INCLUDING ALL)")
+            connection.execute("CHECKPOINT")  # the bench connects as a superuser, or pg_checkpoint
+        copies.append(_copied(stored, _timed(load, len(halves))))
+    median = sorted(copies, key=lambda copied: copied["cdrs_per_s"])[len(copies) // 2]
+    return {**median, "rounds_cdrs_per_s": [copied["cdrs_per_s"] for copied in copies]}
 
 
 def _timed(work: Callable[[int], None], threads: int) -> float:
@@ -200,7 +211,7 @@ def batch_copy_limit(url: str, *, batch_size: int, concurrency: int) -> dict[str
             cursor = connection.execute(query)
             rows = cursor.fetchall()
             payloads[table] = []
-            for start in range(0, len(rows), batch_size):  # CSV written by Arrow, as the service
+            for start in range(0, len(rows), batch_size):  # the same CSV as the service writes
                 data = pa.table(
                     list(zip(*rows[start : start + batch_size], strict=True)),
                     names=names.split(", "),
@@ -444,11 +455,16 @@ def run_service_bench(
             server_pids = loadtest.process_tree(service.pid)
             backend_pids = _backend_pids(dsn, service_name)
             spent = {pid: _cpu_s(pid) for pid in (*server_pids, *backend_pids)}
-            ingested = ingest(
-                service.base, batches=batches, batch_size=batch_size, concurrency=concurrency
-            )
+            rounds_in = [  # the median round is reported; its CPU is that of all of them
+                ingest(
+                    service.base, batches=batches, batch_size=batch_size, concurrency=concurrency
+                )
+                for _ in range(ROUNDS)
+            ]
+            ingested = sorted(rounds_in, key=lambda r: r["cdrs_per_s"])[len(rounds_in) // 2]
+            ingested["rounds_cdrs_per_s"] = [r["cdrs_per_s"] for r in rounds_in]
             backend_pids = sorted({*backend_pids, *_backend_pids(dsn, service_name)})
-            rated = max(1, ingested["rated"])
+            rated = max(1, sum(r["rated"] for r in rounds_in))
             ingested["cpu_us_per_cdr"] = {  # the server's processes, its PostgreSQL backends
                 name: round(sum(_cpu_s(p) - spent.get(p, 0.0) for p in pids) / rated * 1e6, 1)
                 for name, pids in (("workers", server_pids), ("postgres", backend_pids))
@@ -503,6 +519,7 @@ def run_service_bench(
     result.update(
         {
             "copy_ceiling_cdrs_per_s": ceiling["cdrs_per_s"],
+            "copy_ceiling_rounds_cdrs_per_s": ceiling["rounds_cdrs_per_s"],
             "ingest_cdrs_per_s": ingested["cdrs_per_s"],
             "ingest_to_ceiling": round(ingested["cdrs_per_s"] / ceiling["cdrs_per_s"], 2),
             "batch_copy_cdrs_per_s": writes["cdrs_per_s"],
