@@ -120,3 +120,14 @@ def running_api(settings: Settings, rater: Rater, *, warm: bool = True) -> Itera
             yield Api(app=app, portal=portal, client=client, settings=settings)
         finally:
             portal.call(client.aclose)
+
+
+def through_stack(app: FastAPI) -> httpx.AsyncClient:
+    """A client of the app called past CallrateApp's dispatch: every request goes through
+    the middleware stack, as FastAPI serves it (the hot routes by their documenting route)."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(
+            app=functools.partial(FastAPI.__call__, app), raise_app_exceptions=False
+        ),
+        base_url="http://callrate.test",
+    )

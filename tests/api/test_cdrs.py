@@ -6,17 +6,15 @@ import functools
 import re
 from typing import Any
 
-import httpx
 import orjson
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import create_engine, func, select
 
 from service.config import Settings
 from service.db import repository
 from service.db.models import Cdr, RatingRow, SuspenseRow
 from service.rating.scalar import Rater
-from tests.conftest_db import KEYS, Api, running_api
+from tests.conftest_db import KEYS, Api, running_api, through_stack
 
 
 def cdr(record_id: str, **overrides: Any) -> dict[str, Any]:
@@ -250,15 +248,10 @@ def test_the_direct_endpoint_ingests_as_the_middleware_stack_would(
         ]
 
     with running_api(small, rater) as api:
-        through_stack = httpx.AsyncClient(
-            transport=httpx.ASGITransport(
-                app=functools.partial(FastAPI.__call__, api.app), raise_app_exceptions=False
-            ),
-            base_url="http://callrate.test",
-        )
+        stack = through_stack(api.app)
         answers: dict[str, list[tuple[int, str, list[tuple[str, str]]]]] = {}
         lines: dict[str, list[list[str]]] = {}
-        for way, client in (("direct", api.client), ("stack", through_stack)):
+        for way, client in (("direct", api.client), ("stack", stack)):
             capsys.readouterr()
             answers[way] = []
             for headers, body in cases(way):
@@ -277,7 +270,7 @@ def test_the_direct_endpoint_ingests_as_the_middleware_stack_would(
             # time, request id, method, route, status, latency, role
             logged = capsys.readouterr().err.splitlines()
             lines[way] = [[line.split()[i] for i in (2, 3, 4, 6)] for line in logged]
-        api.portal.call(through_stack.aclose)
+        api.portal.call(stack.aclose)
         engine = create_engine(api.settings.effective_database_url)
         with engine.connect() as connection:
             stored = {

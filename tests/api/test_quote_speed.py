@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
 
@@ -28,7 +27,15 @@ from service.rating.scalar import Rater, SubscriberProfile
 from service.registry_cache import MISSING, RegistryCache
 from tests.api.test_quote import AGENT
 from tests.api.test_quote import REQUEST as PLANNED
-from tests.conftest_db import KEYS, KEYS_SPEC, TARIFFS, Api, fresh_database, running_api
+from tests.conftest_db import (
+    KEYS,
+    KEYS_SPEC,
+    TARIFFS,
+    Api,
+    fresh_database,
+    running_api,
+    through_stack,
+)
 
 REQUEST = {name: value for name, value in PLANNED.items() if name != "plan"}
 
@@ -303,15 +310,10 @@ def test_the_quote_endpoint_answers_as_the_middleware_stack_would(
         ({"Authorization": f"Bearer {KEYS['switch']}"}, good),  # 403
     ]
     with running_api(small, rater) as api:
-        through_stack = httpx.AsyncClient(
-            transport=httpx.ASGITransport(
-                app=functools.partial(FastAPI.__call__, api.app), raise_app_exceptions=False
-            ),
-            base_url="http://callrate.test",
-        )
+        stack = through_stack(api.app)
         answers: dict[str, list[tuple[int, Any, list[tuple[str, str]]]]] = {}
         lines: dict[str, list[list[str]]] = {}
-        for name, client in (("endpoint", api.client), ("stack", through_stack)):
+        for name, client in (("endpoint", api.client), ("stack", stack)):
             capsys.readouterr()
             answers[name] = []
             for headers, body in cases:
@@ -325,7 +327,7 @@ def test_the_quote_endpoint_answers_as_the_middleware_stack_would(
             # time, request id, method, route, status, latency, role
             logged = capsys.readouterr().err.splitlines()
             lines[name] = [[line.split()[i] for i in (2, 3, 4, 6)] for line in logged]
-        api.portal.call(through_stack.aclose)
+        api.portal.call(stack.aclose)
         audit = api.get("/v1/audit", role="admin", params={"limit": 100}).json()["items"]
     assert answers["endpoint"] == answers["stack"]
     assert [status for status, _, _ in answers["stack"]] == [
