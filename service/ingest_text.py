@@ -35,6 +35,7 @@ U8 = npt.NDArray[np.uint8]
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 Function = TypeVar("Function", bound=Callable[..., Any])
+Result = TypeVar("Result")
 
 # The kernel allocates its text, so numba's reference counting stays on; it runs once per
 # batch, not once per row.
@@ -106,7 +107,8 @@ def results(
     """Each row's result: index, id (a string array without nulls), charge, the call class
     and tariff version numbered as in `shape`."""
     id_at, id_data = _strings(ids)
-    text, ends = _write(
+    text, ends = _call(
+        _write,
         shape.literals.data,
         shape.literals.offsets,
         shape.classes.data,
@@ -212,7 +214,8 @@ def cdrs_csv(
     (its national form), the callee's first CALLEE_CHARACTERS, `default_leg` where the leg
     is null."""
     leg_at, leg_data = _strings(legs.fill_null(default_leg))
-    return _cdrs(
+    return _call(
+        _cdrs,
         order.astype(np.int64, copy=False),
         *_strings(ids),
         *_strings(callers),
@@ -321,7 +324,8 @@ def ratings_csv(
     """`ratings` rows (repository.RATING_COLUMNS) of first ratings (seq 1), in row order, as
     CSV; `profiles[profile[r]]` is row r's profile columns (plan, home area, packages JSON,
     registered)."""
-    return _ratings(
+    return _call(
+        _ratings,
         *_strings(ids),
         *shape.tariffs,
         *shape.classes,
@@ -408,6 +412,19 @@ def _put3(text: U8, at: int, first: int, second: int, third: int) -> int:
     return at + 3
 
 
+def _call(kernel: Callable[..., Result], *arguments: Any) -> Result:
+    """kernel(*arguments), each array read-only: whatever made an array (Arrow's buffers are
+    read-only or not, numpy's writable), the kernel sees one type per argument, so it
+    compiles once, at warm-up, not again on a request."""
+    frozen = []
+    for argument in arguments:
+        if isinstance(argument, np.ndarray):
+            argument = argument.view()
+            argument.flags.writeable = False
+        frozen.append(argument)
+    return kernel(*frozen)
+
+
 def _inlined(function: Function) -> Function:
     """Compiled into the kernel that calls it: no call, no reference counting per value."""
     return cast(Function, numba.njit(inline="always", **_OPTIONS)(function))
@@ -424,6 +441,34 @@ _ratings = cached_njit(_ratings, _OPTIONS)
 
 
 def warm() -> None:
-    """Compile (or load from the JIT cache) the kernel now, not on a request."""
+    """Compile (or load from the JIT cache) the kernels now, not on a request: with the
+    argument types ingest gives them (tests/test_ingest_text.py checks it adds none)."""
     one = np.zeros(1, np.int64)
-    results(template(["c"], ["t"]), one, pa.array(["w"]), one, one, one)
+    text = pa.chunked_array([pa.array(["w"])])
+    results(template(["c"], ["t"]), one, text.combine_chunks(), one, one, one)
+    cdrs_csv(
+        one,
+        ids=text.combine_chunks(),
+        callers=text,
+        callees=text,
+        start_epoch=one,
+        durations=pa.chunked_array([pa.array([1])]).to_numpy(),
+        legs=pa.chunked_array([pa.array([None], pa.string())]),
+        default_leg="w",
+        raws=text,
+        received_at="w",
+        national_digits=1,
+    )
+    ratings_csv(
+        rating_template(["t"], ["c"], ["d"], ["r"]),
+        ids=text.combine_chunks(),
+        tariff=one,
+        charge=one,
+        call_class=one,
+        dial=one,
+        roaming=one,
+        rated_at="w",
+        source="w",
+        profiles=[(None, None, None, None)],
+        profile=pa.array([0], pa.int32()).to_numpy(),
+    )

@@ -197,8 +197,8 @@ def warm_batch_kernels(rater: Rater) -> BatchRater:
     The first call of a kernel compiles it: about 16 s without a JIT cache, during which a
     job inside a transaction would hold SQLite's write lock and stall every other writer.
     So run_job calls this before its first transaction, and the app calls it at start. The
-    body scanner's kernel and the one that writes ingest's answer are warmed with them, so the
-    first ingest request does not compile them.
+    body scanner's kernel and those that write ingest's rows and answer (ingest_text) are
+    warmed with them, so the first ingest request does not compile them.
     """
     warm_scanner()
     warm_ingest_text()

@@ -4,6 +4,8 @@ for the same results (flows.record_result's dicts)."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -181,3 +183,44 @@ def test_ratings_csv_is_what_arrow_writes(
         ]
     )
     assert text.tobytes() == expected
+
+
+# In a fresh interpreter: after warm(), the calls ingest makes (columns as the scanner gives
+# them, codes and numbers as the rating kernels give them) add no kernel signature.
+AFTER_WARM = """
+import numpy as np, pyarrow.compute as pc
+from service import ingest_text, record_scan
+ingest_text.warm()
+kernels = (ingest_text._write, ingest_text._cdrs, ingest_text._ratings)
+warmed = [len(kernel.signatures) for kernel in kernels]
+body = b'{"id": "a", "caller": "13800138000", "callee": "02188001234", "duration_s": 9}'
+rows = record_scan.scan_body(body, ndjson=True, max_records=10).fast
+ids, n = rows.column("id").combine_chunks(), rows.num_rows
+codes, numbers = np.zeros(n, np.int16), np.zeros(n, np.int64)
+ingest_text.results(
+    ingest_text.template(["c"], ["t"]),
+    rows.column("index").combine_chunks().to_numpy(), ids, numbers, codes, codes,
+)
+ingest_text.cdrs_csv(
+    pc.sort_indices(ids).to_numpy(), ids=ids, callers=rows.column("caller"),
+    callees=rows.column("callee"), start_epoch=numbers,
+    durations=rows.column("duration_s").to_numpy(), legs=rows.column("type"),
+    default_leg="originating", raws=rows.column("raw"), received_at="x", national_digits=11,
+)
+national = pc.utf8_slice_codeunits(rows.column("caller"), -11).combine_chunks()
+ingest_text.ratings_csv(
+    ingest_text.rating_template(["t"], ["c"], ["d"], ["r"]), ids=ids, tariff=codes,
+    charge=numbers, call_class=codes, dial=codes, roaming=codes, rated_at="x",
+    source="ingest", profiles=[(None, None, None, None)],
+    profile=pc.dictionary_encode(national).indices.to_numpy(),
+)
+print(warmed == [len(kernel.signatures) for kernel in kernels], min(warmed))
+"""
+
+
+def test_warm_compiles_the_signatures_ingest_uses() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", AFTER_WARM], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["True", "1"]
