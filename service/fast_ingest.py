@@ -138,14 +138,20 @@ def _profiles_used(part: FastPart) -> tuple[list[tuple[Any, ...]], pa.Array]:
     each caller the part holds, and each row's number among them."""
     encoded = pc.dictionary_encode(part.national)
     used = [
-        (None, None, None, None) if p is None else (p.plan, p.home_area, _packages(p), p.registered)
-        for p in (part.profiles.get(n, part.fallback) for n in encoded.dictionary.to_pylist())
+        profile_columns(part.profiles.get(number, part.fallback))
+        for number in encoded.dictionary.to_pylist()
     ]
     return used, encoded.indices
 
 
-def _packages(profile: SubscriberProfile) -> str:
-    return orjson.dumps(profile.packages).decode()
+@functools.lru_cache(maxsize=4096)
+def profile_columns(profile: SubscriberProfile | None) -> tuple[Any, ...]:
+    """A rating row's profile_plan, profile_home_area, profile_packages (JSON) and
+    profile_registered for the profile a rating used (flows.rating_row's too)."""
+    if profile is None:
+        return (None, None, None, None)
+    packages = orjson.dumps(profile.packages).decode()
+    return (profile.plan, profile.home_area, packages, profile.registered)
 
 
 @functools.lru_cache(maxsize=8)

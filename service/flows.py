@@ -333,7 +333,6 @@ def rating_row(
 ) -> tuple[Any, ...]:
     """A ratings-table row (repository.RATING_COLUMNS) for one rating of a CDR; ingest,
     recycle and re-rating share it."""
-    profile = rated.profile
     return (
         cdr_id,
         seq,
@@ -344,17 +343,8 @@ def rating_row(
         rated.roaming,
         now,
         source,
-        *(
-            (None, None, None, None)
-            if profile is None
-            else (profile.plan, profile.home_area, _packages_json(profile), profile.registered)
-        ),
+        *fast_ingest.profile_columns(rated.profile),
     )
-
-
-@functools.lru_cache(maxsize=4096)
-def _packages_json(profile: SubscriberProfile) -> str:
-    return orjson.dumps(profile.packages).decode()
 
 
 def _profile_of_rating(row: RatingRow) -> SubscriberProfile | None:
