@@ -140,13 +140,7 @@ def _write(
     tariff: I64,
 ) -> tuple[U8, I64]:
     n = len(index)
-    longest_class = 0
-    for c in range(len(class_at) - 1):
-        longest_class = max(longest_class, class_at[c + 1] - class_at[c])
-    longest_tariff = 0
-    for t in range(len(tariff_at) - 1):
-        longest_tariff = max(longest_tariff, tariff_at[t + 1] - tariff_at[t])
-    per_row = literal_at[-1] + 2 * _INT64_DIGITS + longest_class + longest_tariff + 1
+    per_row = literal_at[-1] + 2 * _INT64_DIGITS + _longest(class_at) + _longest(tariff_at) + 1
     text = np.empty(n * per_row + (id_at[n] - id_at[0]), np.uint8)
     ends = np.empty(n, np.int64)
     at = 0
