@@ -13,6 +13,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.types import Message, Receive
 
 from service.config import Settings
 from service.errors import BodyTooLarge, Forbidden, Unauthenticated
@@ -121,16 +123,30 @@ async def read_body(request: Request) -> bytes:
     """The request body, refused with BodyTooLarge before reading when Content-Length says it
     passes max_body_bytes, else as soon as the stream does. Routes declare their actor before
     this dependency, so an unauthenticated request is refused before its body is read."""
-    limit: int = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length")
+    return await receive_body(
+        request.receive,
+        declared=request.headers.get("content-length"),
+        limit=request.app.state.settings.max_body_bytes,
+    )
+
+
+async def receive_body(receive: Receive, *, declared: str | None, limit: int) -> bytes:
+    """The body from ASGI `receive`, refused with BodyTooLarge before reading when the
+    declared Content-Length passes `limit`, else as soon as the stream does; ClientDisconnect
+    when the client leaves first."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"body is larger than {limit} bytes")
     body = bytearray()  # grows in place: no list of chunks joined into a second copy
-    async for chunk in request.stream():
+    while True:
+        message: Message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         if len(body) + len(chunk) > limit:
             raise BodyTooLarge(f"body is larger than {limit} bytes")
         body += chunk
-    return bytes(body)
+        if not message.get("more_body", False):
+            return bytes(body)
 
 
 BodyDep = Annotated[bytes, Depends(read_body)]

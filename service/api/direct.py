@@ -26,11 +26,11 @@ from typing import NamedTuple, TypeAlias
 
 from starlette.datastructures import State
 from starlette.requests import ClientDisconnect
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from service.admission import Admission, refuse
-from service.api.deps import check_role, identify
-from service.errors import BodyTooLarge, error_answer
+from service.api.deps import check_role, identify, receive_body
+from service.errors import error_answer
 from service.metrics import Metrics
 from service.requestlog import HEADER, log_request, request_id
 from service.security import Actor
@@ -130,7 +130,7 @@ class DirectEndpoint:
             actor = await identify(state.keys, authorization)
             outcome.role = actor.role
             check_role(actor, route.role)
-            body = await _receive_body(
+            body = await receive_body(
                 receive, declared=declared, limit=state.settings.max_body_bytes
             )
             status, payload = await route.answer(state, actor, body, content_type)
@@ -154,21 +154,3 @@ class DirectEndpoint:
         headers = [(b"content-length", b"%d" % len(payload)), _JSON, tag]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
-
-
-async def _receive_body(receive: Receive, *, declared: str | None, limit: int) -> bytes:
-    """The body, refused with BodyTooLarge before reading when Content-Length says it passes
-    `limit`, else as soon as the stream does (what deps.read_body does for a Request)."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"body is larger than {limit} bytes")
-    body = bytearray()
-    while True:
-        message: Message = await receive()
-        if message["type"] != "http.request":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        if len(body) + len(chunk) > limit:
-            raise BodyTooLarge(f"body is larger than {limit} bytes")
-        body += chunk
-        if not message.get("more_body", False):
-            return bytes(body)
