@@ -161,8 +161,13 @@ def copy_ceiling(url: str, *, rounds: int = ROUNDS) -> dict[str, Any]:
                 connection.execute(f"CREATE TABLE ceiling_{table} (LIKE {table} INCLUDING ALL)")
             connection.execute("CHECKPOINT")  # the bench connects as a superuser, or pg_checkpoint
         copies.append(_copied(stored, _timed(load, len(halves))))
-    median = sorted(copies, key=lambda copied: copied["cdrs_per_s"])[len(copies) // 2]
-    return {**median, "rounds_cdrs_per_s": [copied["cdrs_per_s"] for copied in copies]}
+    return _median_run(copies)
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median CDRs/s (an odd number of runs), with every run's CDRs/s."""
+    median = sorted(runs, key=lambda run: run["cdrs_per_s"])[len(runs) // 2]
+    return {**median, "rounds_cdrs_per_s": [run["cdrs_per_s"] for run in runs]}
 
 
 def _timed(work: Callable[[int], None], threads: int) -> float:
@@ -461,8 +466,7 @@ def run_service_bench(
                 )
                 for _ in range(ROUNDS)
             ]
-            ingested = sorted(rounds_in, key=lambda r: r["cdrs_per_s"])[len(rounds_in) // 2]
-            ingested["rounds_cdrs_per_s"] = [r["cdrs_per_s"] for r in rounds_in]
+            ingested = _median_run(rounds_in)
             backend_pids = sorted({*backend_pids, *_backend_pids(dsn, service_name)})
             rated = max(1, sum(r["rated"] for r in rounds_in))
             ingested["cpu_us_per_cdr"] = {  # the server's processes, its PostgreSQL backends
