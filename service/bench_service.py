@@ -1,21 +1,22 @@
 """`callrate bench service`: the service's speed next to this machine's own limits, one run.
 
 On a throwaway schema of a PostgreSQL database it measures, in order:
-1. ingest: `callrate loadtest ingest` against `callrate serve --workers N`, CDRs/s, the
-   median of ROUNDS runs, after a warm-up of WARM_UP_BATCHES batches not counted (the
-   pools' connections opened);
+1. ingest and the COPY ceiling, in turns (ROUNDS each; medians), after a warm-up of
+   WARM_UP_BATCHES batches not counted (the pools' connections opened):
+   - ingest: `callrate loadtest ingest` against `callrate serve --workers N`, CDRs/s;
+   - the COPY ceiling: the rows that ingest stored so far (cdrs, ratings) copied again into
+     tables like theirs by COPY on 2 connections, committed: CDRs/s the database itself
+     takes. Taken in turns with ingest, so that a slower spell of the machine (its first
+     minutes after boot, a neighbour) weighs on both sides of their ratio;
 2. quote capacity of the service and of the bare audited-ASGI floor (service.bench_floor
    under uvicorn, N workers), both up, closed loops on the same connections and body, in
    turns (ROUNDS each; medians): answers per second, and CPU per answer of the server's
    processes and of its PostgreSQL backends;
 3. quotes open-loop at 50 % and 200 % of that capacity: admitted (200) p50/p99, share of
    503, requests that got no answer, the most PostgreSQL backends of the service seen;
-4. the COPY ceiling: the rows that ingest stored (cdrs, ratings) copied again into tables
-   like theirs by COPY on 2 connections, committed: CDRs/s the database itself takes
-   (median of ROUNDS copies); and
-   the same rows as ingest writes them (CSV, committed batches, as many
-   connections as the ingest client, ratings ids from the sequence): CDRs/s the database
-   takes of ingest's own writes with no service in front;
+4. the stored rows as ingest writes them (CSV, committed batches, as many connections as
+   the ingest client, ratings ids from the sequence): CDRs/s the database takes of
+   ingest's own writes with no service in front;
 5. ingest again, into a new SQLite file (synchronous=FULL: every 2xx durable), CDRs/s.
 The quote load comes from service.loadgen, a process of its own. Client and servers share
 the machine's cores; ratios within one run are what compare, and CPU per answer moves
@@ -58,7 +59,7 @@ START_TIMEOUT_S = 60.0
 KERNELS_METRIC = b"callrate_batch_kernels_ready"
 KERNELS_WAIT_S = 20.0  # a tree without that metric: its kernels warm within this (cold: ~16 s)
 WARM_UP_BATCHES = 20  # ingested, not counted, before each ingest measured
-ROUNDS = 3  # ingest runs, COPY ceilings, closed loops (service and floor in turns): medians
+ROUNDS = 3  # ingest runs and COPY ceilings, closed loops of service and floor: in turns; medians
 COPY_TABLES = ("cdrs", "ratings")
 QUOTE_BODY = orjson.dumps(loadtest.record(0, prefix=None))
 
@@ -124,13 +125,11 @@ def server(
             process.kill()
 
 
-def copy_ceiling(url: str, *, rounds: int = ROUNDS) -> dict[str, Any]:
-    """The stored rows of COPY_TABLES copied into tables like theirs (indexes included) on 2
-    connections, each committing its half: stored CDRs per second, the median of `rounds`
-    copies into new tables (one copy of ~200,000 rows takes about a second, and moved by a
-    quarter from run to run). Each measured at rest: the tables vacuumed (else autovacuum
-    of the rows ingest just wrote may run meanwhile) and a checkpoint taken (else one may
-    start meanwhile)."""
+def copy_ceiling(url: str) -> dict[str, Any]:
+    """The rows of COPY_TABLES stored so far copied into new tables like theirs (indexes
+    included) on 2 connections, each committing its half: stored CDRs per second. Measured
+    at rest: the tables vacuumed (else autovacuum of the rows ingest just wrote may run
+    meanwhile) and a checkpoint taken (else one may start meanwhile)."""
     dsn = libpq_url(url)
     halves: list[dict[str, list[bytes]]] = [{}, {}]
     with psycopg.connect(dsn, autocommit=True) as connection:
@@ -144,6 +143,8 @@ def copy_ceiling(url: str, *, rounds: int = ROUNDS) -> dict[str, Any]:
             rows = b"".join(lines).splitlines(keepends=True)
             middle = len(rows) // 2
             halves[0][table], halves[1][table] = rows[:middle], rows[middle:]
+            connection.execute(f"CREATE TABLE ceiling_{table} (LIKE {table} INCLUDING ALL)")
+        connection.execute("CHECKPOINT")  # the bench connects as a superuser, or pg_checkpoint
     stored = int(cdrs[0]) if cdrs else 0
 
     def load(half: int) -> None:
@@ -153,15 +154,10 @@ def copy_ceiling(url: str, *, rounds: int = ROUNDS) -> dict[str, Any]:
                     for start in range(0, len(rows), 10_000):
                         copy.write(b"".join(rows[start : start + 10_000]))
 
-    copies = []
-    for _ in range(rounds):
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            for table in COPY_TABLES:
-                connection.execute(f"DROP TABLE IF EXISTS ceiling_{table}")
-                connection.execute(f"CREATE TABLE ceiling_{table} (LIKE {table} INCLUDING ALL)")
-            connection.execute("CHECKPOINT")  # the bench connects as a superuser, or pg_checkpoint
-        copies.append(_copied(stored, _timed(load, len(halves))))
-    return _median_run(copies)
+    copied = _copied(stored, _timed(load, len(halves)))
+    with psycopg.connect(dsn, autocommit=True) as connection:  # not kept while ingest runs
+        connection.execute(f"DROP TABLE {', '.join(f'ceiling_{table}' for table in COPY_TABLES)}")
+    return copied
 
 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -390,6 +386,34 @@ def ingest(base: str, *, batches: int, batch_size: int, concurrency: int) -> dic
     )
 
 
+def ingest_and_ceiling(
+    served: Served, url: str, *, batches: int, batch_size: int, concurrency: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """ROUNDS ingest runs, each followed by a COPY ceiling of the rows stored so far: the
+    median ingest run, with the CPU per CDR that the server's processes and its PostgreSQL
+    backends spent in all of them, and the median ceiling (with the CDRs each copied)."""
+    dsn = libpq_url(url)
+    server_pids = loadtest.process_tree(served.pid)
+    spent = {"workers": 0.0, "postgres": 0.0}
+    runs: list[dict[str, Any]] = []
+    copies: list[dict[str, Any]] = []
+    for _ in range(ROUNDS):
+        backend_pids = _backend_pids(dsn, served.application_name)
+        before = {pid: _cpu_s(pid) for pid in (*server_pids, *backend_pids)}
+        runs.append(
+            ingest(served.base, batches=batches, batch_size=batch_size, concurrency=concurrency)
+        )
+        backend_pids = sorted({*backend_pids, *_backend_pids(dsn, served.application_name)})
+        for name, pids in (("workers", server_pids), ("postgres", backend_pids)):
+            spent[name] += sum(_cpu_s(pid) - before.get(pid, 0.0) for pid in pids)
+        copies.append(copy_ceiling(url))
+    ingested = _median_run(runs)
+    rated = max(1, sum(run["rated"] for run in runs))
+    ingested["cpu_us_per_cdr"] = {name: round(s / rated * 1e6, 1) for name, s in spent.items()}
+    ceiling = {**_median_run(copies), "rounds_stored": [copy["cdrs"] for copy in copies]}
+    return ingested, ceiling
+
+
 def run_service_bench(
     database_url: str,
     *,
@@ -457,22 +481,9 @@ def run_service_bench(
                 )
             )
             warm_up = ingest_warm_up(service.base, batch_size=batch_size, concurrency=concurrency)
-            server_pids = loadtest.process_tree(service.pid)
-            backend_pids = _backend_pids(dsn, service_name)
-            spent = {pid: _cpu_s(pid) for pid in (*server_pids, *backend_pids)}
-            rounds_in = [  # the median round is reported; its CPU is that of all of them
-                ingest(
-                    service.base, batches=batches, batch_size=batch_size, concurrency=concurrency
-                )
-                for _ in range(ROUNDS)
-            ]
-            ingested = _median_run(rounds_in)
-            backend_pids = sorted({*backend_pids, *_backend_pids(dsn, service_name)})
-            rated = max(1, sum(r["rated"] for r in rounds_in))
-            ingested["cpu_us_per_cdr"] = {  # the server's processes, its PostgreSQL backends
-                name: round(sum(_cpu_s(p) - spent.get(p, 0.0) for p in pids) / rated * 1e6, 1)
-                for name, pids in (("workers", server_pids), ("postgres", backend_pids))
-            }
+            ingested, ceiling = ingest_and_ceiling(
+                service, url, batches=batches, batch_size=batch_size, concurrency=concurrency
+            )
             ingested["warm_up"] = warm_up
             floor_port = loadtest.free_port()  # once the service holds its own
             floor += ["--port", str(floor_port)]
@@ -505,7 +516,6 @@ def run_service_bench(
                     )
                 figures["postgres_backends_seen"] = backends.most
                 result["open_loop"][f"{round(share * 100)}%"] = figures
-        ceiling = copy_ceiling(url)
         try:
             writes = batch_copy_limit(url, batch_size=batch_size, concurrency=concurrency)
         except psycopg.errors.UndefinedColumn:  # a --service-path before migration 0004
@@ -524,6 +534,7 @@ def run_service_bench(
         {
             "copy_ceiling_cdrs_per_s": ceiling["cdrs_per_s"],
             "copy_ceiling_rounds_cdrs_per_s": ceiling["rounds_cdrs_per_s"],
+            "copy_ceiling_rounds_stored": ceiling["rounds_stored"],  # CDRs copied, each round
             "ingest_cdrs_per_s": ingested["cdrs_per_s"],
             "ingest_to_ceiling": round(ingested["cdrs_per_s"] / ceiling["cdrs_per_s"], 2),
             "batch_copy_cdrs_per_s": writes["cdrs_per_s"],

@@ -21,6 +21,10 @@ def test_bench_service_reports_every_figure(capsys: pytest.CaptureFixture[str]) 
     assert len(report["ingest"]["rounds_cdrs_per_s"]) == 3
     assert report["ingest_cdrs_per_s"] == sorted(report["ingest"]["rounds_cdrs_per_s"])[1]
     assert report["copy_ceiling_cdrs_per_s"] == sorted(report["copy_ceiling_rounds_cdrs_per_s"])[1]
+    # in turns with ingest: each copy holds what was stored so far (warm-up, then 100 a run)
+    warm_up = report["copy_ceiling_rounds_stored"][0] - 100
+    assert warm_up > 0
+    assert report["copy_ceiling_rounds_stored"] == [warm_up + 100, warm_up + 200, warm_up + 300]
     assert report["ingest"]["warm_up"]["batches"] > 0
     assert report["ingest"]["warm_up"]["cdrs_per_s"] > 0
     for name in (
