@@ -14,13 +14,11 @@ from service.rating.scalar import Rater
 
 ROOT = Path(__file__).resolve().parent.parent
 TARIFFS = ROOT / "tariffs"
-GOLDEN = ROOT.parent / "shared" / "cases" / "golden-public.jsonl"
+GOLDEN = ROOT / "tests" / "cases" / "golden.jsonl"
 
 
 def golden_cases() -> list[dict[str, Any]]:
-    """The public golden cases (SPEC examples with exact fen)."""
-    if not GOLDEN.is_file():
-        pytest.fail(f"golden cases not found at {GOLDEN}")
+    """The golden cases: quote requests with the exact fen expected (docs/spec.md)."""
     return [json.loads(line) for line in GOLDEN.read_text(encoding="utf-8").splitlines() if line]
 
 
