@@ -24,8 +24,7 @@ import orjson
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from service import fast_ingest
-from service.api import schemas
+from service import fast_ingest, schemas
 from service.batch_body import (
     Incoming,
     NotAnArray,

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api import schemas
+from service import schemas
 from service.batchio import PROFILE_SCHEMA
 from service.db import repository
 from service.db.models import RerateJob

@@ -13,7 +13,6 @@ from starlette.responses import Response
 from service import flows
 from service.api.deps import AgentActor, BodyDep, RaterDep, SessionDep, SwitchActor
 from service.api.direct import DirectRoute
-from service.api.schemas import BatchResponse, CdrIn, CdrOut
 from service.config import Settings
 from service.errors import (
     BadBody,
@@ -24,6 +23,7 @@ from service.errors import (
     Unauthenticated,
     error_responses,
 )
+from service.schemas import BatchResponse, CdrIn, CdrOut
 from service.security import Actor
 
 router = APIRouter(tags=["cdrs"])

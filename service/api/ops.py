@@ -16,7 +16,6 @@ from starlette.responses import Response
 from service import flows
 from service.api.deps import AdminActor, AgentActor, MetricsDep, OpsActor, RaterDep, SessionDep
 from service.api.json import OrjsonResponse
-from service.api.schemas import MAX_ROW_ID, AuditList, Health, TariffOut
 from service.db import repository
 from service.errors import (
     ErrorBody,
@@ -25,6 +24,7 @@ from service.errors import (
     database_unavailable,
     error_responses,
 )
+from service.schemas import MAX_ROW_ID, AuditList, Health, TariffOut
 
 router = APIRouter()
 log = logging.getLogger("callrate")

@@ -24,7 +24,6 @@ from starlette.responses import Response
 from service import flows
 from service.api.deps import authenticate, read_body
 from service.api.direct import DirectRoute
-from service.api.schemas import QuoteRequest, RatingOut, Rejection
 from service.errors import (
     BadBody,
     BodyTooLarge,
@@ -36,6 +35,7 @@ from service.errors import (
 from service.rating.rejections import Rejected
 from service.rating.scalar import SubscriberProfile
 from service.registry_cache import Missing
+from service.schemas import QuoteRequest, RatingOut, Rejection
 from service.security import Actor
 
 PATH = "/v1/quote"

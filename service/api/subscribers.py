@@ -6,8 +6,8 @@ from fastapi import APIRouter
 
 from service import flows
 from service.api.deps import AdminActor, AgentActor, Msisdn, RaterDep, SessionDep
-from service.api.schemas import SubscriberIn, SubscriberOut
 from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated, error_responses
+from service.schemas import SubscriberIn, SubscriberOut
 
 router = APIRouter(tags=["subscribers"])
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query
 
 from service import flows
 from service.api.deps import AdminActor, MetricsDep, RaterDep, SessionDep, SettingsDep
-from service.api.schemas import MAX_ROW_ID, RecycleRequest, RecycleResponse, SuspenseList
 from service.errors import Forbidden, Unauthenticated, error_responses
+from service.schemas import MAX_ROW_ID, RecycleRequest, RecycleResponse, SuspenseList
 
 router = APIRouter(tags=["suspense"])
 

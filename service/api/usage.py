@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query
 
 from service import flows
 from service.api.deps import AgentActor, Msisdn, RaterDep, SessionDep, SettingsDep
-from service.api.schemas import MAX_ROW_ID, UsageOut
 from service.errors import Forbidden, InvalidInput, Unauthenticated, error_responses
 from service.rating import NUMBERING_DIR
 from service.rating.numbering import area_cities
+from service.schemas import MAX_ROW_ID, UsageOut
 
 router = APIRouter(tags=["subscribers"])
 
