@@ -20,11 +20,11 @@ from service.api import rerate as rerate_api
 from service.api.console import console_files
 from service.api.direct import DirectEndpoint
 from service.api.docs import install_docs
+from service.api.errors import ErrorBody, install_error_handlers
 from service.api.guard import BodyGuardMiddleware
 from service.audit_batcher import AuditBatcher
 from service.config import Settings, get_settings
 from service.db.session import DbTimeouts, make_engine, make_sessionmaker
-from service.errors import ErrorBody, install_error_handlers
 from service.flows import utcnow
 from service.metrics import HttpMetricsMiddleware, Metrics
 from service.rating import load_rater

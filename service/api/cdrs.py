@@ -13,16 +13,9 @@ from starlette.responses import Response
 from service import flows
 from service.api.deps import AgentActor, BodyDep, RaterDep, SessionDep, SwitchActor
 from service.api.direct import DirectRoute
+from service.api.errors import error_responses
 from service.config import Settings
-from service.errors import (
-    BadBody,
-    BodyTooLarge,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    Unauthenticated,
-    error_responses,
-)
+from service.errors import BadBody, BodyTooLarge, Forbidden, InvalidInput, NotFound, Unauthenticated
 from service.schemas import BatchResponse, CdrIn, CdrOut
 from service.security import Actor
 

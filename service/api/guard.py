@@ -10,7 +10,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import BodyTooLarge, Unauthenticated, error_response
+from service.api.errors import error_response
+from service.errors import BodyTooLarge, Unauthenticated
 from service.security import KeyRing
 
 SELF_READING = frozenset({"/v1/cdrs", "/v1/quote"})

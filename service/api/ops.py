@@ -15,15 +15,10 @@ from starlette.responses import Response
 
 from service import flows
 from service.api.deps import AdminActor, AgentActor, MetricsDep, OpsActor, RaterDep, SessionDep
+from service.api.errors import ErrorBody, database_unavailable, error_responses
 from service.api.json import OrjsonResponse
 from service.db import repository
-from service.errors import (
-    ErrorBody,
-    Forbidden,
-    Unauthenticated,
-    database_unavailable,
-    error_responses,
-)
+from service.errors import Forbidden, Unauthenticated
 from service.schemas import MAX_ROW_ID, AuditList, Health, TariffOut
 
 router = APIRouter()

@@ -24,14 +24,8 @@ from starlette.responses import Response
 from service import flows
 from service.api.deps import authenticate, read_body
 from service.api.direct import DirectRoute
-from service.errors import (
-    BadBody,
-    BodyTooLarge,
-    Forbidden,
-    InvalidInput,
-    Unauthenticated,
-    error_responses,
-)
+from service.api.errors import error_responses
+from service.errors import BadBody, BodyTooLarge, Forbidden, InvalidInput, Unauthenticated
 from service.rating.rejections import Rejected
 from service.rating.scalar import SubscriberProfile
 from service.registry_cache import Missing

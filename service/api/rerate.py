@@ -6,7 +6,8 @@ from fastapi import APIRouter, BackgroundTasks, Request
 
 from service import rerate
 from service.api.deps import AdminActor, MetricsDep, RaterDep, SessionDep, SettingsDep
-from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated, error_responses
+from service.api.errors import error_responses
+from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from service.schemas import RerateJobOut, RerateRequest
 
 router = APIRouter(tags=["rerate"])

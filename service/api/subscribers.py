@@ -6,7 +6,8 @@ from fastapi import APIRouter
 
 from service import flows
 from service.api.deps import AdminActor, AgentActor, Msisdn, RaterDep, SessionDep
-from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated, error_responses
+from service.api.errors import error_responses
+from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from service.schemas import SubscriberIn, SubscriberOut
 
 router = APIRouter(tags=["subscribers"])

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from service import flows
 from service.api.deps import AdminActor, MetricsDep, RaterDep, SessionDep, SettingsDep
-from service.errors import Forbidden, Unauthenticated, error_responses
+from service.api.errors import error_responses
+from service.errors import Forbidden, Unauthenticated
 from service.schemas import MAX_ROW_ID, RecycleRequest, RecycleResponse, SuspenseList
 
 router = APIRouter(tags=["suspense"])

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from service import flows
 from service.api.deps import AgentActor, Msisdn, RaterDep, SessionDep, SettingsDep
-from service.errors import Forbidden, InvalidInput, Unauthenticated, error_responses
+from service.api.errors import error_responses
+from service.errors import Forbidden, InvalidInput, Unauthenticated
 from service.rating import NUMBERING_DIR
 from service.rating.numbering import area_cities
 from service.schemas import MAX_ROW_ID, UsageOut
