@@ -53,7 +53,8 @@ from service.rating.explain import yuan
 from service.rating.numbering import NO_INDEX
 from service.rating.pricing import Leg
 from service.rating.rejections import Rejected
-from service.rating.scalar import Rater, Rating, SubscriberProfile
+from service.rating.result import Rating
+from service.rating.scalar import Rater, SubscriberProfile
 from service.rating.tariff import Tariff
 from service.record_scan import ScannedBody, scan_body
 from service.security import Actor, mask_number, mask_numbers, mask_text, write_audit

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from service.rating.pricing import (
     FOREIGN,
@@ -25,10 +24,8 @@ from service.rating.pricing import (
     Pricing,
     Roaming,
 )
+from service.rating.result import Item
 from service.rating.tariff import Tariff
-
-if TYPE_CHECKING:
-    from service.rating.scalar import Item
 
 WHERE_ZH = {
     Roaming.HOME: "在归属地",

@@ -18,7 +18,8 @@ from service.bench import generate_cdrs
 from service.rating.batch import CALL_CLASSES
 from service.rating.explain import ITEM_ZH, duration_zh, rate_zh, units_zh, yuan
 from service.rating.rejections import Rejected
-from service.rating.scalar import Rater, Rating
+from service.rating.result import Rating
+from service.rating.scalar import Rater
 from tests.conftest import golden_cases
 from tests.rating.test_batch import decision_rows
 
