@@ -32,8 +32,8 @@ import pyarrow.compute as pc
 from sqlalchemy.orm import Session
 
 from service import ingest_text
-from service.batch_body import Incoming
 from service.db import repository
+from service.ingest.cut import Incoming
 from service.rating import batch_kernels as k
 from service.rating.batch import CALL_CLASSES, BatchRater
 from service.rating.classify import MOBILE_LEN

@@ -25,7 +25,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from service import fast_ingest, schemas
-from service.batch_body import (
+from service.db import repository
+from service.db.models import RatingRow, Subscriber, SuspenseRow
+from service.errors import BadBody, BodyTooLarge, InSuspense, InvalidInput, NotFound
+from service.ingest.cut import (
     Incoming,
     NotAnArray,
     NotJson,
@@ -35,9 +38,6 @@ from service.batch_body import (
     split_array,
     split_ndjson,
 )
-from service.db import repository
-from service.db.models import RatingRow, Subscriber, SuspenseRow
-from service.errors import BadBody, BodyTooLarge, InSuspense, InvalidInput, NotFound
 from service.metrics import Metrics
 from service.rating.batch import BatchRater, record_columns
 from service.rating.cdr import (

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from service.batch_body import Incoming, decode_record, split_array, split_ndjson
+from service.ingest.cut import Incoming, decode_record, split_array, split_ndjson
 from service.rating.batch import RECORD_SCHEMA, TEXT_FIELDS
 from service.rating.batch_kernels import cached_njit
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.batch_body import NotJson, TooManyRecords, split_array, split_ndjson
+from service.ingest.cut import NotJson, TooManyRecords, split_array, split_ndjson
 
 TRICKY_TEXT = st.text(alphabet=st.sampled_from('ab},{[]"\\: \n\t\u00e9\u4e2d'), max_size=12)
 SCALARS = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | TRICKY_TEXT

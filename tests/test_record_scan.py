@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service import record_scan
-from service.batch_body import (
+from service.bench import generate_cdrs
+from service.ingest.cut import (
     Incoming,
     NotAnArray,
     NotJson,
@@ -22,7 +23,6 @@ from service.batch_body import (
     split_array,
     split_ndjson,
 )
-from service.bench import generate_cdrs
 from service.loadtest import record
 from service.rating import load_rater
 from service.rating.batch import RECORD_SCHEMA, record_columns

@@ -24,7 +24,7 @@ COLD_RERATE = textwrap.dedent(
     from numba.core import event
     from sqlalchemy import Engine, event as sa_event
     from service import flows, rerate
-    from service.batch_body import decode_record
+    from service.ingest.cut import decode_record
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
     from service.rating import load_rater
