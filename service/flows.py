@@ -38,6 +38,7 @@ from service.ingest.cut import (
     split_array,
     split_ndjson,
 )
+from service.ingest.scan import ScannedBody, scan_body
 from service.metrics import Metrics
 from service.rating.batch import BatchRater, record_columns
 from service.rating.cdr import (
@@ -56,7 +57,6 @@ from service.rating.rejections import Rejected
 from service.rating.result import Rating
 from service.rating.scalar import Rater, SubscriberProfile
 from service.rating.tariff import Tariff
-from service.record_scan import ScannedBody, scan_body
 from service.security import Actor, mask_number, mask_numbers, mask_text, write_audit
 
 RATED, DUPLICATE, REJECTED = "rated", "duplicate", "rejected"

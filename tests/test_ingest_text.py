@@ -189,12 +189,13 @@ def test_ratings_csv_is_what_arrow_writes(
 # them, codes and numbers as the rating kernels give them) add no kernel signature.
 AFTER_WARM = """
 import numpy as np, pyarrow.compute as pc
-from service import ingest_text, record_scan
+from service import ingest_text
+from service.ingest import scan
 ingest_text.warm()
 kernels = (ingest_text._write, ingest_text._cdrs, ingest_text._ratings)
 warmed = [len(kernel.signatures) for kernel in kernels]
 body = b'{"id": "a", "caller": "13800138000", "callee": "02188001234", "duration_s": 9}'
-rows = record_scan.scan_body(body, ndjson=True, max_records=10).fast
+rows = scan.scan_body(body, ndjson=True, max_records=10).fast
 ids, n = rows.column("id").combine_chunks(), rows.num_rows
 codes, numbers = np.zeros(n, np.int16), np.zeros(n, np.int64)
 ingest_text.results(

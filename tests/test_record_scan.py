@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service import record_scan
 from service.bench import generate_cdrs
+from service.ingest import scan
 from service.ingest.cut import (
     Incoming,
     NotAnArray,
@@ -23,10 +23,10 @@ from service.ingest.cut import (
     split_array,
     split_ndjson,
 )
+from service.ingest.scan import FAST_SCHEMA, scan_body, warm_scanner
 from service.loadtest import record
 from service.rating import load_rater
 from service.rating.batch import RECORD_SCHEMA, record_columns
-from service.record_scan import FAST_SCHEMA, scan_body, warm_scanner
 from tests.conftest import TARIFFS
 
 Summary = tuple[int, bytes, Any, str | None, str | None]
@@ -370,8 +370,8 @@ def test_bodies_by_hand(body: bytes, ndjson: bool) -> None:
 
 def test_warm_up_compiles_the_signature_requests_use() -> None:
     warm_scanner()
-    compiled = list(record_scan._scan.signatures)
+    compiled = list(scan._scan.signatures)
     assert len(compiled) == 1
     check(b'{"id": "a"}\n' * 3, ndjson=True)
     check(b'[{"id": "a"}, 1]', ndjson=False)
-    assert list(record_scan._scan.signatures) == compiled
+    assert list(scan._scan.signatures) == compiled
