@@ -24,10 +24,11 @@ import orjson
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from service import fast_ingest, schemas
+from service import schemas
 from service.db import repository
 from service.db.models import RatingRow, Subscriber, SuspenseRow
 from service.errors import BadBody, BodyTooLarge, InSuspense, InvalidInput, NotFound
+from service.ingest import columns
 from service.ingest.cut import (
     Incoming,
     NotAnArray,
@@ -343,7 +344,7 @@ def rating_row(
         rated.roaming,
         now,
         source,
-        *fast_ingest.profile_columns(rated.profile),
+        *columns.profile_columns(rated.profile),
     )
 
 
@@ -749,7 +750,7 @@ def ingest_body(
         scanned = scan_batch(body, ndjson=ndjson, max_records=max_records)
         records = scanned.others  # all of them, in order, when the scanner took none
         if scanned.fast.num_rows + len(records) < COLUMN_WAY_FROM:
-            records = sorted([*records, *fast_ingest.incoming(scanned.fast)], key=_BY_INDEX)
+            records = sorted([*records, *columns.incoming(scanned.fast)], key=_BY_INDEX)
             batch = None  # a few records: the per-call path costs less
     else:
         records = parse_batch(body, ndjson=ndjson, max_records=max_records)
@@ -769,19 +770,19 @@ def ingest_body(
     started = time.perf_counter()
     registry = _registry_reader(session, registry_cache)
     fallback = default_profile(default_plan)
-    fast_part, rest = fast_ingest.rate(
+    fast_part, rest = columns.rate(
         batch,
         scanned.fast,
         [record_id for r in records if (record_id := _record_id(r)) is not None],
         registry=registry,
         fallback=fallback,
     )
-    records = sorted([*records, *fast_ingest.incoming(rest)], key=_BY_INDEX)
+    records = sorted([*records, *columns.incoming(rest)], key=_BY_INDEX)
     results = rate_records(rater, batch, records, registry=registry, fallback=fallback)
     _observe_rating(metrics, started, len(records) + fast_part.rows.num_rows)
 
-    def work() -> tuple[fast_ingest.FastPart, list[Outcome], list[Incoming], list[Outcome]]:
-        stored_part = fast_ingest.store(session, fast_part, now=at)
+    def work() -> tuple[columns.FastPart, list[Outcome], list[Incoming], list[Outcome]]:
+        stored_part = columns.store(session, fast_part, now=at)
         # The part's records whose id was stored already (a switch's retry, a concurrent
         # batch), answered against what is stored.
         raced: list[Incoming] = []
@@ -789,7 +790,7 @@ def ingest_body(
             stored_ids = set(stored_part.rows.column("id").to_pylist())
             raced = [
                 record
-                for record in fast_ingest.incoming(fast_part.rows)
+                for record in columns.incoming(fast_part.rows)
                 if _record_id(record) not in stored_ids
             ]
         outcomes = _store(session, records=records, results=results, source="ingest", now=at)
@@ -797,22 +798,22 @@ def ingest_body(
         return stored_part, outcomes, raced, _answer_stored(session, raced)
 
     stored_part, outcomes, raced, raced_outcomes = retrying(session, work)
-    fast_results = fast_ingest.result_texts(stored_part)
+    fast_results = columns.result_texts(stored_part)
     _count_charged(metrics, outcomes)
     if metrics is not None:
-        for call_class, fen in fast_ingest.charged(stored_part).items():
+        for call_class, fen in columns.charged(stored_part).items():
             metrics.charged_fen.labels(call_class=call_class).inc(fen)
         metrics.count_results([RATED] * len(fast_results.ends))
         metrics.count_results(outcome.result for outcome in [*outcomes, *raced_outcomes])
     answer = answer_of([*records, *raced], [*outcomes, *raced_outcomes])
     answer["counts"][RATED] += len(fast_results.ends)
     if not answer["results"]:  # as a whole: no Python object per record
-        answer["results"] = fast_ingest.json_array(fast_results)
+        answer["results"] = columns.json_array(fast_results)
         return answer
     merged = [
         *zip(
             stored_part.rows.column("index").to_pylist(),
-            fast_ingest.json_items(fast_results),
+            columns.json_items(fast_results),
             strict=True,
         ),
         *((result["index"], result) for result in answer["results"]),

@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import fast_ingest, flows
+from service import flows
 from service.bench import generate_cdrs
 from service.db import repository
 from service.db.session import make_engine, make_sessionmaker
+from service.ingest import columns
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater, SubscriberProfile
 from service.security import Actor
@@ -171,13 +172,13 @@ def test_every_lane_stores_what_the_per_call_path_stores(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     as_columns: list[int] = []  # rows the scanned lane stored as columns
-    store = fast_ingest.store
+    store = columns.store
 
-    def counted(session: Session, part: fast_ingest.FastPart, **kwargs: Any) -> bool:
+    def counted(session: Session, part: columns.FastPart, **kwargs: Any) -> bool:
         as_columns.append(part.rows.num_rows)
         return store(session, part, **kwargs)
 
-    monkeypatch.setattr(fast_ingest, "store", counted)
+    monkeypatch.setattr(columns, "store", counted)
     body = b"\n".join(_records(rater))
     with sessions.begin() as session:
         _register(session)
@@ -369,13 +370,13 @@ def test_a_small_batch_goes_the_per_call_path(
     """Below COLUMN_WAY_FROM records the column way's fixed cost outweighs what it saves:
     such a batch is rated and stored record by record, with the same answers and rows."""
     as_columns: list[int] = []
-    store = fast_ingest.store
+    store = columns.store
 
-    def counted(session: Session, part: fast_ingest.FastPart, **kwargs: Any) -> bool:
+    def counted(session: Session, part: columns.FastPart, **kwargs: Any) -> bool:
         as_columns.append(part.rows.num_rows)
         return store(session, part, **kwargs)
 
-    monkeypatch.setattr(fast_ingest, "store", counted)
+    monkeypatch.setattr(columns, "store", counted)
     body = b"\n".join(_records(rater)[200 : 200 + size])
     seen = []
     for lane in ("per-call", "scanned"):
