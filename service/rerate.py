@@ -31,7 +31,7 @@ from service.db.repository import CurrentRating
 from service.errors import InvalidInput, NotFound
 from service.flows import Rated, default_profile, profile_of, rating_row
 from service.ingest.scan import warm_scanner
-from service.ingest_text import warm as warm_ingest_text
+from service.ingest.text_kernels import warm as warm_ingest_text
 from service.metrics import Metrics, RerateProgress
 from service.rating.batch import RECORD_SCHEMA, BatchRater, record_columns
 from service.rating.cdr import DEFAULT_OFFSET, EPOCH

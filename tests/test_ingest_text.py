@@ -1,5 +1,5 @@
-"""service.ingest_text: the column way's results, written by a kernel, are what orjson writes
-for the same results (flows.record_result's dicts)."""
+"""service.ingest.text_kernels: the column way's results, written by a kernel, are what orjson
+writes for the same results (flows.record_result's dicts)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pyarrow.csv as pacsv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service import ingest_text
+from service.ingest import text_kernels
 
 CLASSES = ["local", "domestic_ld", "international"]
 VERSIONS = ["cmcc-2009", "cmcc-2010"]
@@ -52,8 +52,8 @@ def test_results_are_what_orjson_writes(
 ) -> None:
     # sliced: an array whose offset is not 0
     ids = pa.array(["skipped"] * skip + [row[1] for row in rows], pa.string()).slice(skip)
-    written = ingest_text.results(
-        ingest_text.template(CLASSES, VERSIONS),
+    written = text_kernels.results(
+        text_kernels.template(CLASSES, VERSIONS),
         np.array([row[0] for row in rows], np.int64),
         ids,
         np.array([row[2] for row in rows], np.int64),
@@ -101,7 +101,7 @@ def test_cdrs_csv_is_what_arrow_writes(rows: list[tuple[Any, ...]], random: Any)
     ids, callers, callees, starts, durations, legs, raws = (
         [row[i] for row in rows] for i in range(7)
     )
-    text = ingest_text.cdrs_csv(
+    text = text_kernels.cdrs_csv(
         np.array(order, np.int64),
         ids=pa.array(ids, pa.string()),
         callers=pa.array(callers, pa.string()),
@@ -152,8 +152,8 @@ def test_ratings_csv_is_what_arrow_writes(
         data.draw(st.lists(st.integers(0, len(profiles) - 1), min_size=n, max_size=n))
     )
     tariff, call_class, dial, roaming = codes
-    text = ingest_text.ratings_csv(
-        ingest_text.rating_template(NAMES, NAMES[::-1], NAMES, NAMES[::-1]),
+    text = text_kernels.ratings_csv(
+        text_kernels.rating_template(NAMES, NAMES[::-1], NAMES, NAMES[::-1]),
         ids=pa.array([row[0] for row in rows], pa.string()),
         tariff=tariff.astype(np.int16),
         charge=np.array([row[1] for row in rows], np.int64),
@@ -189,28 +189,28 @@ def test_ratings_csv_is_what_arrow_writes(
 # them, codes and numbers as the rating kernels give them) add no kernel signature.
 AFTER_WARM = """
 import numpy as np, pyarrow.compute as pc
-from service import ingest_text
+from service.ingest import text_kernels
 from service.ingest import scan
-ingest_text.warm()
-kernels = (ingest_text._write, ingest_text._cdrs, ingest_text._ratings)
+text_kernels.warm()
+kernels = (text_kernels._write, text_kernels._cdrs, text_kernels._ratings)
 warmed = [len(kernel.signatures) for kernel in kernels]
 body = b'{"id": "a", "caller": "13800138000", "callee": "02188001234", "duration_s": 9}'
 rows = scan.scan_body(body, ndjson=True, max_records=10).fast
 ids, n = rows.column("id").combine_chunks(), rows.num_rows
 codes, numbers = np.zeros(n, np.int16), np.zeros(n, np.int64)
-ingest_text.results(
-    ingest_text.template(["c"], ["t"]),
+text_kernels.results(
+    text_kernels.template(["c"], ["t"]),
     rows.column("index").combine_chunks().to_numpy(), ids, numbers, codes, codes,
 )
-ingest_text.cdrs_csv(
+text_kernels.cdrs_csv(
     pc.sort_indices(ids).to_numpy(), ids=ids, callers=rows.column("caller"),
     callees=rows.column("callee"), start_epoch=numbers,
     durations=rows.column("duration_s").to_numpy(), legs=rows.column("type"),
     default_leg="originating", raws=rows.column("raw"), received_at="x", national_digits=11,
 )
 national = pc.utf8_slice_codeunits(rows.column("caller"), -11).combine_chunks()
-ingest_text.ratings_csv(
-    ingest_text.rating_template(["t"], ["c"], ["d"], ["r"]), ids=ids, tariff=codes,
+text_kernels.ratings_csv(
+    text_kernels.rating_template(["t"], ["c"], ["d"], ["r"]), ids=ids, tariff=codes,
     charge=numbers, call_class=codes, dial=codes, roaming=codes, rated_at="x",
     source="ingest", profiles=[(None, None, None, None)],
     profile=pc.dictionary_encode(national).indices.to_numpy(),

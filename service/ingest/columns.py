@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy.orm import Session
 
-from service import ingest_text
 from service.db import repository
+from service.ingest import text_kernels
 from service.ingest.cut import Incoming
 from service.rating import batch_kernels as k
 from service.rating.batch import CALL_CLASSES, BatchRater
@@ -155,8 +155,8 @@ def profile_columns(profile: SubscriberProfile | None) -> tuple[Any, ...]:
 
 
 @functools.lru_cache(maxsize=8)
-def _rating_template(versions: tuple[str, ...]) -> ingest_text.RatingTemplate:
-    return ingest_text.rating_template(versions, CALL_CLASSES, k.DIAL_NAMES, k.ROAMING_NAMES)
+def _rating_template(versions: tuple[str, ...]) -> text_kernels.RatingTemplate:
+    return text_kernels.rating_template(versions, CALL_CLASSES, k.DIAL_NAMES, k.ROAMING_NAMES)
 
 
 def _cdr_rows(part: FastPart, now: datetime, *, postgres: bool) -> repository.Rows:
@@ -164,7 +164,7 @@ def _cdr_rows(part: FastPart, now: datetime, *, postgres: bool) -> repository.Ro
     rows = part.rows
     if postgres:
         ids = rows.column("id").combine_chunks()
-        text = ingest_text.cdrs_csv(
+        text = text_kernels.cdrs_csv(
             pc.sort_indices(ids).to_numpy(),  # in id order, as insert_cdrs_new sorts
             ids=ids,
             callers=rows.column("caller"),
@@ -182,7 +182,7 @@ def _cdr_rows(part: FastPart, now: datetime, *, postgres: bool) -> repository.Ro
         [
             rows.column("id"),
             part.national,
-            pc.utf8_slice_codeunits(rows.column("callee"), 0, ingest_text.CALLEE_CHARACTERS),
+            pc.utf8_slice_codeunits(rows.column("callee"), 0, text_kernels.CALLEE_CHARACTERS),
             pa.array(part.start_epoch),
             rows.column("duration_s"),
             pc.fill_null(rows.column("type"), Leg.ORIGINATING.value),
@@ -200,7 +200,7 @@ def _rating_rows(part: FastPart, now: datetime, *, postgres: bool) -> repository
     ids = part.rows.column("id").combine_chunks()
     profiles, profile = _profiles_used(part)
     if postgres:
-        text = ingest_text.ratings_csv(
+        text = text_kernels.ratings_csv(
             _rating_template(tuple(part.versions)),
             ids=ids,
             tariff=part.tariff,
@@ -267,15 +267,15 @@ def _only(part: FastPart, mask: pa.Array | pa.ChunkedArray) -> FastPart:
 
 
 @functools.lru_cache(maxsize=8)
-def _template(versions: tuple[str, ...]) -> ingest_text.Template:
-    return ingest_text.template(CALL_CLASSES, versions)
+def _template(versions: tuple[str, ...]) -> text_kernels.Template:
+    return text_kernels.template(CALL_CLASSES, versions)
 
 
-def result_texts(part: FastPart) -> ingest_text.Results:
+def result_texts(part: FastPart) -> text_kernels.Results:
     """The wire form of schemas.RecordResult of each row (flows.record_result's), as JSON
-    text written from the columns (service.ingest_text), separated by commas."""
+    text written from the columns (service.ingest.text_kernels), separated by commas."""
     rows = part.rows
-    return ingest_text.results(
+    return text_kernels.results(
         _template(tuple(part.versions)),
         rows.column("index").combine_chunks().to_numpy(),
         rows.column("id").combine_chunks(),
@@ -285,12 +285,12 @@ def result_texts(part: FastPart) -> ingest_text.Results:
     )
 
 
-def json_array(texts: ingest_text.Results) -> orjson.Fragment:
+def json_array(texts: text_kernels.Results) -> orjson.Fragment:
     """The results as one JSON array, ready for orjson."""
     return orjson.Fragment(b"[" + texts.text.tobytes() + b"]")
 
 
-def json_items(texts: ingest_text.Results) -> list[orjson.Fragment]:
+def json_items(texts: text_kernels.Results) -> list[orjson.Fragment]:
     """Each result as a JSON text of its own, ready for orjson."""
     data, ends = texts.text.tobytes(), texts.ends.tolist()
     starts = [0, *(end + 1 for end in ends[:-1])][: len(ends)]  # past each comma
