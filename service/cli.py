@@ -102,7 +102,7 @@ def _numbering_build(args: argparse.Namespace) -> int:
 
 def _check_rate_files(args: argparse.Namespace) -> Path:
     """Refuse unusable files before any work; the path of the rejected rows."""
-    from service.batchio import FormatError, file_format, rejected_path
+    from service.jobs.batchio import FormatError, file_format, rejected_path
 
     if not args.input.is_file():
         raise UsageError(f"no input file {args.input}")
@@ -127,7 +127,7 @@ def _rate(args: argparse.Namespace) -> int:
         return _rate_on_spark(args)
     import pyarrow as pa
 
-    from service.batchio import progress_bar, rate_file
+    from service.jobs.batchio import progress_bar, rate_file
 
     args.input, args.output = Path(args.input), Path(args.output)
     rejected = _check_rate_files(args)

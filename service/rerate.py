@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import schemas
-from service.batchio import PROFILE_SCHEMA
 from service.db import repository
 from service.db.models import RerateJob
 from service.db.repository import CurrentRating
@@ -32,6 +31,7 @@ from service.errors import InvalidInput, NotFound
 from service.flows import Rated, default_profile, profile_of, rating_row
 from service.ingest.scan import warm_scanner
 from service.ingest.text_kernels import warm as warm_ingest_text
+from service.jobs.batchio import PROFILE_SCHEMA
 from service.metrics import Metrics, RerateProgress
 from service.rating.batch import RECORD_SCHEMA, BatchRater, record_columns
 from service.rating.cdr import DEFAULT_OFFSET, EPOCH

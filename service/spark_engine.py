@@ -39,7 +39,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
-from service.batchio import (
+from service.config import get_settings
+from service.jobs.batchio import (
     FORMATS,
     MESSAGES,
     NDJSON_SCHEMA,
@@ -49,7 +50,6 @@ from service.batchio import (
     _ndjson_lines,
     subscribers_in,
 )
-from service.config import get_settings
 from service.rating import load_rater
 from service.rating.batch import OUTPUT_COLUMNS, BatchRater
 

@@ -18,9 +18,9 @@ import pytest
 from pyspark.sql import SparkSession  # the spark extra (CI installs it)
 
 from service import spark_engine
-from service.batchio import rate_file, rejected_path
 from service.bench import generate_cdrs
 from service.cli import main
+from service.jobs.batchio import rate_file, rejected_path
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater
 from tests.conftest import TARIFFS
