@@ -160,7 +160,7 @@ def _default_plan(rater: Rater, args: argparse.Namespace) -> str | None:
 
 def _without_spark(command: str) -> bool:
     """True, having said how to get it, when PySpark is not installed."""
-    from service.spark_engine import SparkUnavailable, require_pyspark
+    from service.jobs.spark_engine import SparkUnavailable, require_pyspark
 
     try:
         require_pyspark()
@@ -171,7 +171,7 @@ def _without_spark(command: str) -> bool:
 
 
 def _rate_on_spark(args: argparse.Namespace) -> int:
-    from service.spark_engine import rate_on_spark, spark_session
+    from service.jobs.spark_engine import rate_on_spark, spark_session
 
     if _without_spark("rate"):
         return 2

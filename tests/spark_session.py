@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from pyspark.sql import SparkSession  # the spark extra (CI installs it)
 
-from service import spark_engine
+from service.jobs import spark_engine
 
 
 @pytest.fixture(scope="module")
