@@ -231,7 +231,14 @@ def _rerate(args: argparse.Namespace) -> int:
     from service.cli_errors import check_database_url, database_errors
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
-    from service.rerate import apply_results, epoch_s, export_window, job_out, run_job, start_job
+    from service.jobs.rerate import (
+        apply_results,
+        epoch_s,
+        export_window,
+        job_out,
+        run_job,
+        start_job,
+    )
     from service.security import Actor
 
     if epoch_s(args.window_from) >= epoch_s(args.window_to):

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import rerate
 from service.cli import main
 from service.config import Settings
 from service.db.models import RatingRow, RerateJob
 from service.db.session import make_engine, make_sessionmaker
+from service.jobs import rerate
 from service.rating import load_rater
 from service.rating.scalar import Rater
 from service.security import Actor

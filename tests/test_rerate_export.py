@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, select
 from service.cli import main
 from service.config import Settings
 from service.db.models import RerateJob
-from service.rerate import RerateMismatch
+from service.jobs.rerate import RerateMismatch
 from tests.conftest_db import Api
 from tests.spark_session import spark
 from tests.test_rerate import CDRS, WINDOW, _rating_count, cdr, corrected_tariffs

@@ -23,7 +23,8 @@ COLD_RERATE = textwrap.dedent(
     from pathlib import Path
     from numba.core import event
     from sqlalchemy import Engine, event as sa_event
-    from service import flows, rerate
+    from service import flows
+    from service.jobs import rerate
     from service.ingest.cut import decode_record
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Request
 
-from service import rerate
 from service.api.deps import AdminActor, MetricsDep, RaterDep, SessionDep, SettingsDep
 from service.api.errors import error_responses
 from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from service.jobs import rerate
 from service.schemas import RerateJobOut, RerateRequest
 
 router = APIRouter(tags=["rerate"])

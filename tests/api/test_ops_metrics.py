@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from service import rerate
 from service.config import Settings
 from service.db.session import make_engine, make_sessionmaker
+from service.jobs import rerate
 from service.metrics import SUSPENSE_REASONS, Metrics
 from service.rating.scalar import Rater
 from service.security import Actor
