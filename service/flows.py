@@ -40,7 +40,7 @@ from service.ingest.cut import (
     split_ndjson,
 )
 from service.ingest.scan import ScannedBody, scan_body
-from service.metrics import Metrics
+from service.ops.metrics import Metrics
 from service.rating.batch import BatchRater, record_columns
 from service.rating.cdr import (
     MAX_ID_CHARS,

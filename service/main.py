@@ -27,7 +27,7 @@ from service.config import Settings, get_settings
 from service.db.session import DbTimeouts, make_engine, make_sessionmaker
 from service.flows import utcnow
 from service.jobs.rerate import warm_batch_kernels
-from service.metrics import HttpMetricsMiddleware, Metrics
+from service.ops.metrics import HttpMetricsMiddleware, Metrics
 from service.rating import load_rater
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater

@@ -23,7 +23,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import LOG_FORMATS
-from service.metrics import route_template
+from service.ops.metrics import route_template
 from service.security import mask_text
 
 HEADER = b"x-request-id"

@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.metrics import Metrics
+from service.ops.metrics import Metrics
 
 WORKER = """
-from service.metrics import Metrics
+from service.ops.metrics import Metrics
 metrics = Metrics()
 metrics.count_results(["rated"] * {rated} + ["rejected"])
 metrics.charged_fen.labels(call_class="local").inc({fen})

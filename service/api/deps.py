@@ -18,7 +18,7 @@ from starlette.types import Message, Receive
 
 from service.config import Settings
 from service.errors import BodyTooLarge, Forbidden, Unauthenticated
-from service.metrics import Metrics
+from service.ops.metrics import Metrics
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater
 from service.security import Actor, KeyRing

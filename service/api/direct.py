@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 from service.admission import Admission, refuse
 from service.api.deps import check_role, identify, receive_body
 from service.api.errors import error_answer
-from service.metrics import Metrics
+from service.ops.metrics import Metrics
 from service.requestlog import HEADER, log_request, request_id
 from service.security import Actor
 

@@ -33,7 +33,7 @@ from service.ingest.scan import warm_scanner
 from service.ingest.text_kernels import warm as warm_ingest_text
 from service.jobs.batchio import PROFILE_SCHEMA
 from service.jobs.spark_engine import rejected_output
-from service.metrics import Metrics, RerateProgress
+from service.ops.metrics import Metrics, RerateProgress
 from service.rating.batch import RECORD_SCHEMA, BatchRater, record_columns
 from service.rating.cdr import DEFAULT_OFFSET, EPOCH
 from service.rating.scalar import Rater, SubscriberProfile

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from service.config import Settings
 from service.db.session import make_engine, make_sessionmaker
 from service.jobs import rerate
-from service.metrics import SUSPENSE_REASONS, Metrics
+from service.ops.metrics import SUSPENSE_REASONS, Metrics
 from service.rating.scalar import Rater
 from service.security import Actor
 from tests.api.test_cdrs import cdr

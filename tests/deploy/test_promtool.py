@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from service.metrics import Metrics, RerateProgress
+from service.ops.metrics import Metrics, RerateProgress
 from tests.deploy.conftest import EXAMPLE_CONFIG, PROMETHEUS_DIR, RULE_FILES, rules, tool
 
 TEST_FILES = sorted(PROMETHEUS_DIR.glob("*test*.yml"))
