@@ -28,11 +28,11 @@ from service.db.session import DbTimeouts, make_engine, make_sessionmaker
 from service.flows import utcnow
 from service.jobs.rerate import warm_batch_kernels
 from service.ops.metrics import HttpMetricsMiddleware, Metrics
+from service.ops.requestlog import RequestLogMiddleware
 from service.rating import load_rater
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater
 from service.registry_cache import RegistryCache
-from service.requestlog import RequestLogMiddleware
 from service.security import KeyRing, ensure_keys, install_log_masking, parse_api_keys
 
 log = logging.getLogger("callrate")

@@ -32,7 +32,7 @@ from service.admission import Admission, refuse
 from service.api.deps import check_role, identify, receive_body
 from service.api.errors import error_answer
 from service.ops.metrics import Metrics
-from service.requestlog import HEADER, log_request, request_id
+from service.ops.requestlog import HEADER, log_request, request_id
 from service.security import Actor
 
 
