@@ -48,7 +48,8 @@ import pyarrow.csv as pacsv
 import uvloop
 from sqlalchemy.engine import make_url
 
-from service import audit_batcher, loadgen, loadtest
+from service import loadgen, loadtest
+from service.db import audit_batcher
 from service.db.migrate import throwaway_schema
 from service.db.repository import CDR_COLUMNS, RATING_COLUMNS
 

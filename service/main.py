@@ -22,8 +22,8 @@ from service.api.direct import DirectEndpoint
 from service.api.docs import install_docs
 from service.api.errors import ErrorBody, install_error_handlers
 from service.api.guard import BodyGuardMiddleware
-from service.audit_batcher import AuditBatcher
 from service.config import Settings, get_settings
+from service.db.audit_batcher import AuditBatcher
 from service.db.session import DbTimeouts, make_engine, make_sessionmaker
 from service.flows import utcnow
 from service.jobs.rerate import warm_batch_kernels

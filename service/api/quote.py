@@ -3,7 +3,7 @@
 A hot route, served by service.api.direct.DirectEndpoint ahead of the middleware stack
 (`DIRECT`). Its own work: the registry profile from the worker's cache
 (service.registry_cache), rating, and the audit row committed together with those of
-concurrent quotes (service.audit_batcher) before the answer is sent. A cached caller's
+concurrent quotes (service.db.audit_batcher) before the answer is sent. A cached caller's
 quote makes no thread hop.
 
 The `APIRoute` below documents the route in OpenAPI; it serves it through the middleware

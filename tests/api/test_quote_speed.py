@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
 
-from service.audit_batcher import AuditBatcher
 from service.config import Settings
+from service.db.audit_batcher import AuditBatcher
 from service.db.session import make_engine
 from service.flows import utcnow
 from service.rating.scalar import Rater, SubscriberProfile
