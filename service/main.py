@@ -14,9 +14,9 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import Gauge
 from starlette.types import Receive, Scope, Send
 
-from service.admission import Admission, AdmissionMiddleware
 from service.api import cdrs, ops, quote, subscribers, suspense, usage
 from service.api import rerate as rerate_api
+from service.api.admission import Admission, AdmissionMiddleware
 from service.api.console import console_files
 from service.api.direct import DirectEndpoint
 from service.api.docs import install_docs

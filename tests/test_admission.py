@@ -13,7 +13,7 @@ import orjson
 import pytest
 from starlette.types import Message
 
-from service.admission import AdmissionMiddleware
+from service.api.admission import AdmissionMiddleware
 from service.config import Settings
 from service.db.session import make_engine
 from service.rating.scalar import Rater

@@ -28,7 +28,7 @@ from starlette.datastructures import State
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from service.admission import Admission, refuse
+from service.api.admission import Admission, refuse
 from service.api.deps import check_role, identify, receive_body
 from service.api.errors import error_answer
 from service.ops.metrics import Metrics
