@@ -58,10 +58,10 @@ def worker_metrics_dir(configured: Path | None) -> Iterator[Path]:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from service.api.app import create_app, print_new_keys
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
     from service.flows import utcnow
-    from service.main import create_app, print_new_keys
     from service.rating import load_rater
     from service.rating.tariff import TariffError
     from service.security import ensure_keys, parse_api_keys
@@ -91,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["CALLRATE_LOG_FORMAT"] = settings.log_format
         with worker_metrics_dir(settings.prometheus_multiproc_dir) as metrics_dir:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-            uvicorn.run("service.main:create_app", factory=True, workers=workers, **options)
+            uvicorn.run("service.api.app:create_app", factory=True, workers=workers, **options)
     else:
         uvicorn.run(create_app(settings, rater=rater), **options)
     return 0

@@ -17,9 +17,9 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from fastapi import FastAPI
 from sqlalchemy import create_engine, pool, text
 
+from service.api.app import create_app
 from service.config import Settings
 from service.db.migrate import throwaway_schema, upgrade
-from service.main import create_app
 from service.rating.scalar import Rater
 
 ROOT = Path(__file__).resolve().parent.parent

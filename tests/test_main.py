@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from service import main
+from service.api import app
 from service.config import Settings
 from service.rating.scalar import Rater
 from tests.conftest_db import running_api
@@ -30,7 +30,7 @@ def test_what_warming_the_kernels_made_is_frozen_too_but_never_after_the_app_sto
         release.wait(timeout=30)
         made.append(object.__new__(type("Kernel", (), {})))  # tracked by the collector
 
-    monkeypatch.setattr(main, "warm_batch_kernels", slow_warm_up)
+    monkeypatch.setattr(app, "warm_batch_kernels", slow_warm_up)
     with running_api(settings, rater, warm=False) as api:
         release.set()
         assert api.app.state.kernels.done.wait(timeout=30)

@@ -1,6 +1,6 @@
 """The hot POST routes (/v1/quote, /v1/cdrs) served ahead of the middleware stack.
 
-`DirectEndpoint` is one pure ASGI callable: service.main.CallrateApp hands it every POST to
+`DirectEndpoint` is one pure ASGI callable: service.api.app.CallrateApp hands it every POST to
 one of its routes, and it does itself, in one frame, what the stack's layers do for every
 other route: the request id in and out, admission (the same per-worker `Admission` as the
 middleware), the latency metric, the request log line, the key (deps.identify, 401/403)

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from service.api.app import create_app
 from service.config import Settings
-from service.main import create_app
 
 # Where a page or a bundle would load something from: an HTML attribute, a JS property set on
 # an element (src:"https://..."), a CSS url() or @import.

@@ -22,7 +22,7 @@ FORBIDDEN = (
     "service.db",
     "service.api",
     "service.flows",
-    "service.main",
+    "service.api.app",
     "service.config",
 )
 # The core itself opens no connection; numpy and pydantic may load socket, so only the
