@@ -18,7 +18,7 @@ On a throwaway schema of a PostgreSQL database it measures, in order:
    the ingest client, ratings ids from the sequence): CDRs/s the database takes of
    ingest's own writes with no service in front;
 5. ingest again, into a new SQLite file (synchronous=FULL: every 2xx durable), CDRs/s.
-The quote load comes from service.loadgen, a process of its own. Client and servers share
+The quote load comes from service.tools.loadgen, a process of its own. Client and servers share
 the machine's cores; ratios within one run are what compare, and CPU per answer moves
 least with what else the machine runs.
 """
@@ -48,10 +48,11 @@ import pyarrow.csv as pacsv
 import uvloop
 from sqlalchemy.engine import make_url
 
-from service import loadgen, loadtest
+from service import loadtest
 from service.db import audit_batcher
 from service.db.migrate import throwaway_schema
 from service.db.repository import CDR_COLUMNS, RATING_COLUMNS
+from service.tools import loadgen
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -260,7 +261,7 @@ def _backend_pids(dsn: str, application_name: str) -> list[int]:
 def closed_round(
     served: Served, request: bytes, *, dsn: str, connections: int, seconds: float
 ) -> dict[str, float]:
-    """One closed loop (service.loadgen): answers 200 per second, and the CPU the server's
+    """One closed loop (service.tools.loadgen): answers 200 per second, and the CPU the server's
     processes and its PostgreSQL backends spent per answer, in µs (from /proc: this machine's
     database only). CPU per answer does not move with what else the machine runs, as
     answers per second do."""

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import orjson
 import uvloop
 
-from service import loadgen
+from service.tools import loadgen
 
 MAX_BATCHES = 2_000
 MAX_SECONDS = 120.0
@@ -247,7 +247,7 @@ async def ingest(
 
 
 async def quote(*, url: str, key: str, rate: float, seconds: float) -> dict[str, Any]:
-    """Open-loop quotes from `service.loadgen`, a process of its own (an in-process client's
+    """Open-loop quotes from `service.tools.loadgen`, a process of its own (an in-process client's
     own garbage collections started requests late by up to ~100 ms): request i is due at
     start + i / rate by the wall clock, whatever the server is doing, and its latency runs
     from that due time to the whole answer. After a warm-up of a fifth of `seconds`."""

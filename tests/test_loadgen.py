@@ -1,11 +1,11 @@
-"""service.loadgen counts what a server answered: 200, 503, and no answer at all."""
+"""service.tools.loadgen counts what a server answered: 200, 503, and no answer at all."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from service import loadgen
+from service.tools import loadgen
 
 
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -4,7 +4,7 @@ The client shares this machine's cores with the server it measures, so what it c
 when it stalls counts in every latency it reports. This one keeps both small: asyncio
 protocols on uvloop (no task, future or stream per request), requests pre-rendered as bytes
 and written in one send with TCP_NODELAY, answers parsed from the status line and
-Content-Length only, results kept in arrays of floats. Run as `python -m service.loadgen`
+Content-Length only, results kept in arrays of floats. Run as `python -m service.tools.loadgen`
 (what `run` does) it imports nothing but the standard library and uvloop, and the cyclic
 garbage collector is frozen and off while it sends: a full collection in a client that
 had loaded the service stalled it for 70-110 ms (measured), late for every request due then.
@@ -371,7 +371,7 @@ def run(url: str, requests: Sequence[bytes], *, mode: str, **params: Any) -> dic
     connections, seconds) in a new process of this interpreter; its figures."""
     spec = {"url": url, "requests": [request.hex() for request in requests], "mode": mode}
     done = subprocess.run(
-        [sys.executable, "-m", "service.loadgen"],
+        [sys.executable, "-m", "service.tools.loadgen"],
         input=orjson.dumps({**spec, **params}),
         capture_output=True,
         check=False,
@@ -389,7 +389,7 @@ def _split(url: str) -> tuple[str, int]:
 
 
 def main() -> int:
-    """`python -m service.loadgen` < JSON spec: prints the figures as JSON."""
+    """`python -m service.tools.loadgen` < JSON spec: prints the figures as JSON."""
     spec = orjson.loads(sys.stdin.buffer.read())
     host, port = _split(spec["url"])
     requests = [bytes.fromhex(text) for text in spec["requests"]]
