@@ -386,7 +386,7 @@ def write_cdr_file(rater: Rater, rows: int, path: Path, *, seed: int = 0) -> Non
 def measure(command: list[str]) -> tuple[float, int]:
     """Run a command; its wall time and the peak of the summed RSS of it and its children
     (sampled every 0.2 s: the JVM and Python workers of Spark included)."""
-    from service.loadtest import tree_rss_kib
+    from service.tools.loadtest import tree_rss_kib
 
     began = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603

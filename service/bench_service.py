@@ -48,11 +48,10 @@ import pyarrow.csv as pacsv
 import uvloop
 from sqlalchemy.engine import make_url
 
-from service import loadtest
 from service.db import audit_batcher
 from service.db.migrate import throwaway_schema
 from service.db.repository import CDR_COLUMNS, RATING_COLUMNS
-from service.tools import loadgen
+from service.tools import loadgen, loadtest
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 

@@ -166,7 +166,7 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
 
 def _loadtest(args: argparse.Namespace) -> int:
-    from service.loadtest import run
+    from service.tools.loadtest import run
 
     return run(args)
 
@@ -248,7 +248,7 @@ def add_service_commands(commands: Any) -> None:
     )
     revoke.set_defaults(handler=_keys_revoke)
 
-    from service.loadtest import add_arguments
+    from service.tools.loadtest import add_arguments
 
     loadtest = commands.add_parser(
         "loadtest", help="measure ingestion throughput or quote latency against a local server"

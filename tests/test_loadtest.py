@@ -13,7 +13,7 @@ import uvloop
 from sqlalchemy import create_engine, func, pool, select
 
 from service.db.models import AuditRow, Cdr
-from service.loadtest import (
+from service.tools.loadtest import (
     add_arguments,
     full_records_body,
     ingest,

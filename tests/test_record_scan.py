@@ -24,9 +24,9 @@ from service.ingest.cut import (
     split_ndjson,
 )
 from service.ingest.scan import FAST_SCHEMA, scan_body, warm_scanner
-from service.loadtest import record
 from service.rating import load_rater
 from service.rating.batch import RECORD_SCHEMA, record_columns
+from service.tools.loadtest import record
 from tests.conftest import TARIFFS
 
 Summary = tuple[int, bytes, Any, str | None, str | None]

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from service.db.models import Cdr, RatingRow
-from service.loadtest import free_port as _free_port
+from service.tools.loadtest import free_port as _free_port
 from tests.api.test_cdrs import cdr
 from tests.conftest import golden_cases
 from tests.conftest_db import KEYS, KEYS_SPEC
