@@ -8,7 +8,7 @@ On a throwaway schema of a PostgreSQL database it measures, in order:
      tables like theirs by COPY on 2 connections, committed: CDRs/s the database itself
      takes. Taken in turns with ingest, so that a slower spell of the machine (its first
      minutes after boot, a neighbour) weighs on both sides of their ratio;
-2. quote capacity of the service and of the bare audited-ASGI floor (service.bench_floor
+2. quote capacity of the service and of the bare audited-ASGI floor (service.tools.bench_floor
    under uvicorn, N workers), both up, closed loops on the same connections and body, in
    turns (ROUNDS each; medians): answers per second, and CPU per answer of the server's
    processes and of its PostgreSQL backends;
@@ -464,7 +464,7 @@ def run_service_bench(
         serve = [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)]
         port = loadtest.free_port()
         command = [*serve, "--port", str(port)]
-        floor = [sys.executable, "-m", "uvicorn", "service.bench_floor:app"]
+        floor = [sys.executable, "-m", "uvicorn", "service.tools.bench_floor:app"]
         floor += ["--workers", str(workers), "--no-access-log"]
         floor += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
         floor_env = {"CALLRATE_BENCH_FLOOR_DSN": libpq_url(_named(url, floor_name))}

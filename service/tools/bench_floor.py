@@ -3,7 +3,7 @@
 What any audited quote service pays at least: an HTTP request parsed by uvicorn, its JSON
 body decoded, one audit row inserted and committed (PostgreSQL, synchronous_commit off, an
 async connection per request in flight), a JSON answer. No framework, no auth, no rating.
-Run as `uvicorn service.bench_floor:app` with CALLRATE_BENCH_FLOOR_DSN set (a libpq
+Run as `uvicorn service.tools.bench_floor:app` with CALLRATE_BENCH_FLOOR_DSN set (a libpq
 conninfo or postgresql:// URL whose search_path holds audit_log).
 """
 
