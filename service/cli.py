@@ -192,7 +192,7 @@ def _rate_on_spark(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from service.bench import apply_single_thread, run_bench
+    from service.tools.bench import apply_single_thread, run_bench
 
     if args.target == "service":
         from service.bench_service import run
@@ -211,7 +211,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _bench_engines(args: argparse.Namespace) -> int:
     import tempfile
 
-    from service.bench import compare_engines, write_cdr_file
+    from service.tools.bench import compare_engines, write_cdr_file
 
     if _without_spark("bench"):
         return 2

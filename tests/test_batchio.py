@@ -10,11 +10,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from service.bench import generate_cdrs
 from service.cli import main
 from service.jobs.batchio import FormatError, rate_file, rejected_path
 from service.rating.rejections import Rejected
 from service.rating.scalar import Rater
+from service.tools.bench import generate_cdrs
 from tests.conftest import TARIFFS
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from service.bench import generate_cdrs, run_bench, single_thread_environment
 from service.cli import main
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater
+from service.tools.bench import generate_cdrs, run_bench, single_thread_environment
 from tests.conftest import TARIFFS
 
 
@@ -44,7 +44,7 @@ def test_bench_runs_and_reports(
 def test_measure_counts_the_whole_process_tree() -> None:
     import sys
 
-    from service.bench import measure
+    from service.tools.bench import measure
 
     # A parent that starts a child holding 300 MiB: the peak is the sum, not the parent's.
     child = "b = bytearray(300 * 2**20); import time; time.sleep(1.5)"

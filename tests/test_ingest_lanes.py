@@ -14,13 +14,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import flows
-from service.bench import generate_cdrs
 from service.db import repository
 from service.db.session import make_engine, make_sessionmaker
 from service.ingest import columns
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater, SubscriberProfile
 from service.security import Actor
+from service.tools.bench import generate_cdrs
 from tests.conftest import golden_cases
 from tests.rating.test_batch import decision_rows
 

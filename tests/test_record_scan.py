@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.bench import generate_cdrs
 from service.ingest import scan
 from service.ingest.cut import (
     Incoming,
@@ -26,6 +25,7 @@ from service.ingest.cut import (
 from service.ingest.scan import FAST_SCHEMA, scan_body, warm_scanner
 from service.rating import load_rater
 from service.rating.batch import RECORD_SCHEMA, record_columns
+from service.tools.bench import generate_cdrs
 from service.tools.loadtest import record
 from tests.conftest import TARIFFS
 

@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession  # the spark extra (CI installs it)
 
-from service.bench import generate_cdrs
 from service.cli import main
 from service.jobs import spark_engine
 from service.jobs.batchio import rate_file, rejected_path
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater
+from service.tools.bench import generate_cdrs
 from tests.conftest import TARIFFS
 from tests.spark_session import spark
 

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.bench import generate_cdrs
 from service.rating.batch import INPUT_COLUMNS, OUTPUT_COLUMNS, BatchRater, rate_batch
 from service.rating.batch_kernels import REJECTION, charge_of
 from service.rating.pricing import charge_fen
 from service.rating.rejections import Rejected
 from service.rating.scalar import Rater, SubscriberProfile
+from service.tools.bench import generate_cdrs
 from tests.conftest import golden_cases
 
 SCHEMA = pa.schema(

@@ -14,12 +14,12 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from service.bench import generate_cdrs
 from service.rating.batch import CALL_CLASSES
 from service.rating.explain import ITEM_ZH, duration_zh, rate_zh, units_zh, yuan
 from service.rating.rejections import Rejected
 from service.rating.result import Rating
 from service.rating.scalar import Rater
+from service.tools.bench import generate_cdrs
 from tests.conftest import golden_cases
 from tests.rating.test_batch import decision_rows
 
