@@ -195,7 +195,7 @@ def _bench(args: argparse.Namespace) -> int:
     from service.tools.bench import apply_single_thread, run_bench
 
     if args.target == "service":
-        from service.bench_service import run
+        from service.tools.bench_service import run
 
         return run(args, get_settings().database_url)
 
