@@ -93,7 +93,7 @@ def _quote(args: argparse.Namespace) -> int:
 
 
 def _numbering_build(args: argparse.Namespace) -> int:
-    from service.numbering_build import build
+    from service.tools.numbering_build import build
 
     report = build(args.tariffs / NUMBERING_DIR)
     print("\n".join(report.lines()))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.numbering_build import ALIASES_FILE, render
 from service.rating.numbering import NO_INDEX, load_numbering
+from service.tools.numbering_build import ALIASES_FILE, render
 from tests.conftest import TARIFFS
 
 NUMBERING = TARIFFS / "numbering"
