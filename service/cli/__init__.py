@@ -607,7 +607,3 @@ def _prog(args: argparse.Namespace) -> str:
     """`callrate keys revoke`: the command words that were given."""
     words = [value for name, value in vars(args).items() if name.endswith("command") and value]
     return " ".join(["callrate", *words])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
