@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from service.cli_errors import UsageError, check_database_url, database_errors, positive_int
+from service.cli.errors import UsageError, check_database_url, database_errors, positive_int
 from service.config import LOG_FORMATS, ROLES, STORED_KEY_RECHECK_S, Settings, get_settings
 
 

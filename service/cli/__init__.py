@@ -13,7 +13,7 @@ from typing import Any, NoReturn, TextIO
 
 import orjson
 
-from service.cli_errors import (
+from service.cli.errors import (
     USAGE_EXIT,
     UsageError,
     check_plan,
@@ -228,7 +228,7 @@ def _bench_engines(args: argparse.Namespace) -> int:
 
 
 def _rerate(args: argparse.Namespace) -> int:
-    from service.cli_errors import check_database_url, database_errors
+    from service.cli.errors import check_database_url, database_errors
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
     from service.jobs.rerate import (
