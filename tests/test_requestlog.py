@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from service.cli import build_parser
+from service.cli.serve import _settings
 from service.config import Settings
 from service.rating.scalar import Rater
-from service.serve import _settings
 from tests.api.test_cdrs import cdr
 from tests.api.test_quote import REQUEST as QUOTE
 from tests.conftest_db import Api, running_api

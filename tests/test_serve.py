@@ -7,7 +7,7 @@ import socket
 
 import uvloop
 
-from service.serve import uvicorn_options
+from service.cli.serve import uvicorn_options
 
 
 def test_serve_names_uvloop_and_httptools() -> None:

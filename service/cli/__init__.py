@@ -568,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rerate.set_defaults(handler=_rerate)
 
-    from service.serve import add_service_commands
+    from service.cli.serve import add_service_commands
 
     add_service_commands(commands)
     return parser
