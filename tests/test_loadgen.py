@@ -8,8 +8,11 @@ from typing import Any
 from service.tools import loadgen
 
 
-async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _serve(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, writers: set[asyncio.StreamWriter]
+) -> None:
     """/ok: 200; /busy: 503; /drop: the connection is closed without an answer."""
+    writers.add(writer)
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -29,14 +32,23 @@ def _request(path: str) -> bytes:
 
 
 async def _against_server(mode: str, requests: list[bytes], **params: Any) -> dict[str, Any]:
-    server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+    writers: set[asyncio.StreamWriter] = set()
+    server = await asyncio.start_server(
+        lambda reader, writer: _serve(reader, writer, writers), "127.0.0.1", 0
+    )
     port = server.sockets[0].getsockname()[1]
     try:
         if mode == "open":
             return await loadgen.open_loop("127.0.0.1", port, requests, **params)
         return await loadgen.closed_loop("127.0.0.1", port, requests, **params)
     finally:
+        # Every server-side connection is closed while the loop runs: one left to the garbage
+        # collector after asyncio.run ends warns "loop is closed" (an error under pytest).
         server.close()
+        for writer in writers:
+            writer.close()
+        await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
+        await server.wait_closed()
 
 
 def test_open_loop_counts_answers_refusals_and_lost_requests() -> None:
