@@ -48,12 +48,13 @@ import pyarrow.csv as pacsv
 import uvloop
 from sqlalchemy.engine import make_url
 
+from service.config import PROJECT_ROOT
 from service.db import audit_batcher
 from service.db.migrate import throwaway_schema
 from service.db.repository import CDR_COLUMNS, RATING_COLUMNS
 from service.tools import loadgen, loadtest
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = PROJECT_ROOT / "migrations"
 
 KEYS = {"switch": "bench-switch-key", "agent": "bench-agent-key", "ops": "bench-ops-key"}
 START_TIMEOUT_S = 60.0
@@ -199,7 +200,7 @@ def batch_copy_limit(url: str, *, batch_size: int, concurrency: int) -> dict[str
     cdrs, COPY ratings, COMMIT; ratings ids from the sequence) on `concurrency` connections.
     CDRs/s: what this database takes of ingest's writes with nothing else to do."""
     dsn = libpq_url(url)
-    columns = {  # as fast_ingest.store sends them (a rating's id comes from its sequence)
+    columns = {  # as columns.store sends them (a rating's id comes from its sequence)
         "cdrs": ", ".join(CDR_COLUMNS),
         "ratings": ", ".join(RATING_COLUMNS),
     }
