@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from service.cli import main
+from service.clock import utcnow
 from service.config import STORED_KEY_RECHECK_S, Settings, get_settings
 from service.db import repository
-from service.flows import utcnow
 from service.rating.scalar import Rater
 from service.security import Actor, KeyRing, create_key, hash_key
 from tests.conftest_db import Api, running_api

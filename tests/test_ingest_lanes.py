@@ -13,10 +13,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import flows
 from service.db import repository
 from service.db.session import make_engine, make_sessionmaker
+from service.flows.cdrs import DETAIL_GONE, read_cdr
+from service.flows.registry import default_profile
 from service.ingest import columns
+from service.ingest.pipeline import COLUMN_WAY_FROM, ingest_batch, ingest_body, parse_batch
+from service.ingest.records import record_result
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater, SubscriberProfile
 from service.security import Actor
@@ -139,7 +142,7 @@ def _ingest(
     """Ingest an NDJSON body one of three ways: every record through the per-call path, the
     batch path record by record, or as the service does (scanned records as columns)."""
     if lane == "scanned":
-        answer = flows.ingest_body(
+        answer = ingest_body(
             session,
             body=body,
             ndjson=True,
@@ -156,12 +159,12 @@ def _ingest(
             for kind in ("rated", "duplicate", "rejected")
         }
         return results
-    records = flows.parse_batch(body, ndjson=True, max_records=100_000)
+    records = parse_batch(body, ndjson=True, max_records=100_000)
     batch = BatchRater(rater) if lane == "batch" else None
-    outcomes = flows.ingest_batch(
+    outcomes = ingest_batch(
         session, rater=rater, batch=batch, default_plan=default_plan, records=records, now=NOW
     )
-    return [flows.record_result(r.index, o) for r, o in zip(records, outcomes, strict=True)]
+    return [record_result(r.index, o) for r, o in zip(records, outcomes, strict=True)]
 
 
 @pytest.mark.parametrize("default_plan", [None, "easyown"])
@@ -218,7 +221,7 @@ def test_the_rebuilt_detail_is_the_per_call_paths(
     sessions: sessionmaker[Session], rater: Rater
 ) -> None:
     lines = _records(rater)[::7]
-    fallback = flows.default_profile("easyown")
+    fallback = default_profile("easyown")
     with sessions.begin() as session:
         _register(session)
     with sessions.begin() as session:
@@ -227,7 +230,7 @@ def test_the_rebuilt_detail_is_the_per_call_paths(
     assert len(rated) > 300
     with sessions.begin() as session:
         for cdr_id in rated:
-            out = flows.read_cdr(session, rater=rater, cdr_id=cdr_id, actor=ADMIN, now=NOW)
+            out = read_cdr(session, rater=rater, cdr_id=cdr_id, actor=ADMIN, now=NOW)
             record = out.record
             caller = out.caller
             expected = rater.rate_raw(
@@ -250,11 +253,11 @@ def test_a_rating_its_tariff_no_longer_gives_keeps_its_charge_without_detail(
         # as if the tariff version had been edited in place after the rating
         session.execute(text("UPDATE ratings SET charge_fen = charge_fen + 1"))
     with sessions.begin() as session:
-        current = flows.read_cdr(session, rater=rater, cdr_id="r0", actor=ADMIN, now=NOW).current
+        current = read_cdr(session, rater=rater, cdr_id="r0", actor=ADMIN, now=NOW).current
     assert current.charge_fen == result["charge_fen"] + 1
     assert current.items == []
     fen = current.charge_fen
-    assert current.explanation_zh == f"{flows.DETAIL_GONE}合计{fen // 100}.{fen % 100:02d}元"
+    assert current.explanation_zh == f"{DETAIL_GONE}合计{fen // 100}.{fen % 100:02d}元"
 
 
 def test_a_rating_stored_with_its_detail_is_read_as_stored(
@@ -272,7 +275,7 @@ def test_a_rating_stored_with_its_detail_is_read_as_stored(
             {"items": orjson.dumps([item]).decode()},
         )
     with sessions.begin() as session:
-        current = flows.read_cdr(session, rater=rater, cdr_id="r0", actor=ADMIN, now=NOW).current
+        current = read_cdr(session, rater=rater, cdr_id="r0", actor=ADMIN, now=NOW).current
     assert [i.model_dump() for i in current.items] == [item]
     assert (current.rules, current.explanation_zh) == (["R1"], "old")
 
@@ -318,7 +321,7 @@ def test_every_golden_case_ingests_as_expected(
                 assert result["result"] == "rejected", case["name"]
                 continue
             assert result["result"] == "rated", case["name"]
-            current = flows.read_cdr(
+            current = read_cdr(
                 session, rater=rater, cdr_id=result["id"], actor=ADMIN, now=NOW
             ).current
             got = current.model_dump()
@@ -340,7 +343,7 @@ def test_a_batch_whose_scanned_records_all_fail_answers_as_the_per_call_path(
                 "duration_s": 60,
             }
         )
-        for index in range(flows.COLUMN_WAY_FROM)  # fewer would go the per-call path
+        for index in range(COLUMN_WAY_FROM)  # fewer would go the per-call path
     )
     seen = []
     for lane in ("per-call", "scanned"):
@@ -353,12 +356,12 @@ def test_a_batch_whose_scanned_records_all_fail_answers_as_the_per_call_path(
             session.close()
     assert seen[0] == seen[1]
     assert {r["code"] for r in seen[0][0]} == {"plan.missing"}
-    assert len(seen[0][1]["suspense"]) == flows.COLUMN_WAY_FROM
+    assert len(seen[0][1]["suspense"]) == COLUMN_WAY_FROM
 
 
 @pytest.mark.parametrize(
     ("size", "as_columns_expected"),
-    [(1, False), (flows.COLUMN_WAY_FROM - 1, False), (flows.COLUMN_WAY_FROM, True)],
+    [(1, False), (COLUMN_WAY_FROM - 1, False), (COLUMN_WAY_FROM, True)],
 )
 def test_a_small_batch_goes_the_per_call_path(
     sessions: sessionmaker[Session],

@@ -1,5 +1,5 @@
 """service.ingest.text_kernels: the column way's results, written by a kernel, are what orjson
-writes for the same results (flows.record_result's dicts)."""
+writes for the same results (records.record_result's dicts)."""
 
 from __future__ import annotations
 

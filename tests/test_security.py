@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from service.clock import utcnow
 from service.config import Settings
 from service.db import repository
-from service.flows import utcnow
 from service.rating.scalar import Rater
 from service.security import UNKNOWN_KEY_TTL_S, Actor, KeyRing, create_key, hash_key
 from tests.conftest_db import Api, running_api

@@ -23,7 +23,7 @@ COLD_RERATE = textwrap.dedent(
     from pathlib import Path
     from numba.core import event
     from sqlalchemy import Engine, event as sa_event
-    from service import flows
+    from service.ingest.pipeline import ingest_batch
     from service.jobs import rerate
     from service.ingest.cut import decode_record
     from service.db.migrate import upgrade
@@ -64,7 +64,7 @@ COLD_RERATE = textwrap.dedent(
               "start": "2010-03-01T10:00:00+08:00", "duration_s": 125, "plan": "gotone"}
     with sessions.begin() as session:
         records = [decode_record(json.dumps(record).encode(), 0, brackets=1)]
-        flows.ingest_batch(session, rater=rater, default_plan=None, records=records)
+        ingest_batch(session, rater=rater, default_plan=None, records=records)
         job = rerate.start_job(
             session,
             window_from=datetime.fromisoformat("2010-01-01T00:00+08:00"),

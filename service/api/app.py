@@ -22,17 +22,17 @@ from service.api.direct import DirectEndpoint
 from service.api.docs import install_docs
 from service.api.errors import ErrorBody, install_error_handlers
 from service.api.guard import BodyGuardMiddleware
+from service.clock import utcnow
 from service.config import Settings, get_settings
 from service.db.audit_batcher import AuditBatcher
 from service.db.session import DbTimeouts, make_engine, make_sessionmaker
-from service.flows import utcnow
+from service.flows.registry_cache import RegistryCache
 from service.jobs.rerate import warm_batch_kernels
 from service.ops.metrics import HttpMetricsMiddleware, Metrics
 from service.ops.requestlog import RequestLogMiddleware
 from service.rating import load_rater
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater
-from service.registry_cache import RegistryCache
 from service.security import KeyRing, ensure_keys, install_log_masking, parse_api_keys
 
 log = logging.getLogger("callrate")

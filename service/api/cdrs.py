@@ -10,12 +10,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
 from starlette.responses import Response
 
-from service import flows
 from service.api.deps import AgentActor, BodyDep, RaterDep, SessionDep, SwitchActor
 from service.api.direct import DirectRoute
 from service.api.errors import error_responses
 from service.config import Settings
 from service.errors import BadBody, BodyTooLarge, Forbidden, InvalidInput, NotFound, Unauthenticated
+from service.flows.cdrs import read_cdr
+from service.ingest.pipeline import ingest_body
 from service.schemas import BatchResponse, CdrIn, CdrOut
 from service.security import Actor
 
@@ -79,7 +80,7 @@ async def ingest_answer(
 
     def ingest() -> bytes:
         with state.sessions() as session:  # closing rolls back what was not committed
-            answer = flows.ingest_body(
+            answer = ingest_body(
                 session,
                 body=body,
                 ndjson=ndjson,
@@ -108,4 +109,4 @@ DIRECT = DirectRoute(SWITCH, ingest_answer)
 def get_cdr(cdr_id: str, session: SessionDep, rater: RaterDep, actor: AgentActor) -> CdrOut:
     """The record as received, its ratings oldest first. Agents see every other party's
     number masked. An id that was rejected answers 404 `cdr.in_suspense`."""
-    return flows.read_cdr(session, rater=rater, cdr_id=cdr_id, actor=actor)
+    return read_cdr(session, rater=rater, cdr_id=cdr_id, actor=actor)

@@ -13,12 +13,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from service import flows
 from service.api.deps import AdminActor, AgentActor, MetricsDep, OpsActor, RaterDep, SessionDep
 from service.api.errors import ErrorBody, database_unavailable, error_responses
 from service.api.json import OrjsonResponse
 from service.db import repository
 from service.errors import Forbidden, Unauthenticated
+from service.flows.audit import audit_log
+from service.flows.catalogue import tariffs
+from service.ingest.suspense import suspense_by_code
 from service.schemas import MAX_ROW_ID, AuditList, Health, TariffOut
 
 router = APIRouter()
@@ -34,7 +36,7 @@ log = logging.getLogger("callrate")
 )
 def get_tariffs(rater: RaterDep, actor: AgentActor) -> list[TariffOut]:
     """Every loaded version, ordered by effective_from, generated from the tariff files."""
-    return flows.tariffs(rater)
+    return tariffs(rater)
 
 
 @router.get(
@@ -51,7 +53,7 @@ def get_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditList:
     """Quotes and reads of subscribers' records: who, when, what."""
-    return flows.audit_log(session, after_id=after_id, limit=limit)
+    return audit_log(session, after_id=after_id, limit=limit)
 
 
 @router.get(
@@ -68,7 +70,7 @@ def get_metrics(session: SessionDep, metrics: MetricsDep, actor: OpsActor) -> Re
     """CDRs by result, rating latency, charged fen by class, HTTP latency, suspense by reason,
     re-rating progress, database availability; answers even when the database does not."""
     try:
-        metrics.set_suspense(flows.suspense_by_code(session))
+        metrics.set_suspense(suspense_by_code(session))
     except SQLAlchemyError:  # the last suspense values stay; callrate_database_up says why
         session.rollback()
         metrics.database_up.set(0)

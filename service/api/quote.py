@@ -2,7 +2,7 @@
 
 A hot route, served by service.api.direct.DirectEndpoint ahead of the middleware stack
 (`DIRECT`). Its own work: the registry profile from the worker's cache
-(service.registry_cache), rating, and the audit row committed together with those of
+(service.flows.registry_cache), rating, and the audit row committed together with those of
 concurrent quotes (service.db.audit_batcher) before the answer is sent. A cached caller's
 quote makes no thread hop.
 
@@ -21,14 +21,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
 from starlette.responses import Response
 
-from service import flows
 from service.api.deps import authenticate, read_body
 from service.api.direct import DirectRoute
 from service.api.errors import error_responses
 from service.errors import BadBody, BodyTooLarge, Forbidden, InvalidInput, Unauthenticated
+from service.flows.quotes import parse_json_object, parse_quote, rate_quote
+from service.flows.registry_cache import Missing
 from service.rating.rejections import Rejected
 from service.rating.scalar import SubscriberProfile
-from service.registry_cache import Missing
 from service.schemas import QuoteRequest, RatingOut, Rejection
 from service.security import Actor
 
@@ -52,10 +52,10 @@ async def quote_answer(state: State, actor: Actor, body: bytes) -> tuple[int, by
     (200, or 422 for a rejection with its reason) and the JSON answer."""
     sent: object
     try:
-        sent = flows.parse_json_object(body)
+        sent = parse_json_object(body)
     except InvalidInput:
         sent = None  # JSON but not an object: the core names it record.invalid
-    call = flows.parse_quote(sent)
+    call = parse_quote(sent)
     registered: SubscriberProfile | None = None
     if not isinstance(call, Rejected):
         cache = state.registry_cache
@@ -63,7 +63,7 @@ async def quote_answer(state: State, actor: Actor, body: bytes) -> tuple[int, by
         if isinstance(found, Missing):
             found = await run_in_threadpool(cache.load, call.caller)
         registered = found
-    result, audit = flows.rate_quote(
+    result, audit = rate_quote(
         sent,
         call,
         registered=registered,

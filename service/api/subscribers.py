@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service import flows
 from service.api.deps import AdminActor, AgentActor, Msisdn, RaterDep, SessionDep
 from service.api.errors import error_responses
 from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from service.flows import registry
 from service.schemas import SubscriberIn, SubscriberOut
 
 router = APIRouter(tags=["subscribers"])
-
-# SPEC §3.2: an 11-digit China mobile number, optionally +86/86/0086 prefixed
 
 
 @router.put(
@@ -25,7 +23,7 @@ def put_subscriber(
     msisdn: Msisdn, entry: SubscriberIn, session: SessionDep, rater: RaterDep, actor: AdminActor
 ) -> SubscriberOut:
     """Plan and packages must exist in a tariff version; home_area in the numbering plan."""
-    return flows.put_subscriber(session, rater=rater, msisdn=msisdn, entry=entry, actor=actor)
+    return registry.put_subscriber(session, rater=rater, msisdn=msisdn, entry=entry, actor=actor)
 
 
 @router.get(
@@ -38,4 +36,4 @@ def get_subscriber(
     msisdn: Msisdn, session: SessionDep, rater: RaterDep, actor: AgentActor
 ) -> SubscriberOut:
     """The registry entry of one number; home_area from the number range when not set."""
-    return flows.read_subscriber(session, rater=rater, msisdn=msisdn, actor=actor)
+    return registry.read_subscriber(session, rater=rater, msisdn=msisdn, actor=actor)

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service import flows
 from service.api.deps import AdminActor, MetricsDep, RaterDep, SessionDep, SettingsDep
 from service.api.errors import error_responses
 from service.errors import Forbidden, Unauthenticated
+from service.ingest.suspense import list_suspense, recycle_suspense
 from service.schemas import MAX_ROW_ID, RecycleRequest, RecycleResponse, SuspenseList
 
 router = APIRouter(tags=["suspense"])
@@ -29,9 +29,7 @@ def get_suspense(
     include_resolved: bool = False,
 ) -> SuspenseList:
     """Open suspense rows by id (resolved ones too on request), paged by after_id."""
-    return flows.list_suspense(
-        session, after_id=after_id, limit=limit, include_resolved=include_resolved
-    )
+    return list_suspense(session, after_id=after_id, limit=limit, include_resolved=include_resolved)
 
 
 @router.post(
@@ -49,7 +47,7 @@ def recycle(
     actor: AdminActor,
 ) -> RecycleResponse:
     """Rows that now rate move to the CDRs (or are found already stored); others stay."""
-    return flows.recycle_suspense(
+    return recycle_suspense(
         session,
         rater=rater,
         default_plan=settings.default_plan,

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service import flows
 from service.api.deps import AgentActor, Msisdn, RaterDep, SessionDep, SettingsDep
 from service.api.errors import error_responses
 from service.errors import Forbidden, InvalidInput, Unauthenticated
+from service.flows.usage import usage
 from service.rating import NUMBERING_DIR
 from service.rating.numbering import area_cities
 from service.schemas import MAX_ROW_ID, UsageOut
@@ -33,7 +33,7 @@ def get_usage(
         str | None,
         Query(
             description="YYYY-MM in +08:00; default: the current month",
-            # documented only: flows.month_window checks it with a message naming the format
+            # documented only: month_window checks it with a message naming the format
             json_schema_extra={"pattern": r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"},
         ),
     ] = None,
@@ -42,7 +42,7 @@ def get_usage(
 ) -> UsageOut:
     """Totals come from each CDR's current rating, in fen; other parties' numbers are masked
     (but for admin); the read is written to the audit log."""
-    return flows.usage(
+    return usage(
         session,
         rater=rater,
         cities=area_cities(settings.tariffs_dir / NUMBERING_DIR),

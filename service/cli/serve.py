@@ -59,9 +59,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api.app import create_app, print_new_keys
+    from service.clock import utcnow
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
-    from service.flows import utcnow
     from service.rating import load_rater
     from service.rating.tariff import TariffError
     from service.security import ensure_keys, parse_api_keys
@@ -110,9 +110,9 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _keys_create(args: argparse.Namespace) -> int:
+    from service.clock import utcnow
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
-    from service.flows import utcnow
     from service.security import create_key
 
     settings = _settings(args)
@@ -144,8 +144,8 @@ def _keys_list(args: argparse.Namespace) -> int:
 
 
 def _keys_revoke(args: argparse.Namespace) -> int:
+    from service.clock import utcnow
     from service.db.session import make_engine, make_sessionmaker
-    from service.flows import utcnow
     from service.security import Actor, hash_key, key_id_of, revoke_key
 
     settings = _settings(args)

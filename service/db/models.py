@@ -86,7 +86,7 @@ class RatingRow(Base):
     dial: Mapped[str] = mapped_column(String(8))
     roaming: Mapped[str] = mapped_column(String(16))
     # Stored by releases before migration 0004; since, NULL: rebuilt on read from the record
-    # and the profile below (flows.rebuild_detail).
+    # and the profile below (flows.cdrs.rebuild_detail).
     items: Mapped[str | None] = mapped_column(Text)  # JSON list of SPEC §6.1 items
     rules: Mapped[str | None] = mapped_column(Text)  # JSON list of rule ids
     explanation_zh: Mapped[str | None] = mapped_column(Text)

@@ -510,7 +510,7 @@ def put_subscriber(
     session.flush()
     session.info[REGISTRY_WRITTEN] = True  # this worker's registry cache: see RegistryCache.watch
     if session.get_bind().dialect.name == "postgresql":
-        # delivered at commit to every worker's registry cache (service.registry_cache)
+        # delivered at commit to every worker's registry cache (service.flows.registry_cache)
         session.execute(text(f"NOTIFY {REGISTRY_CHANNEL}"))
     return row
 

@@ -1,9 +1,10 @@
-"""Ingest of the records `record_scan` cut from a body as columns (SPEC §6.2), kept as columns.
+"""Ingest of the records the scanner (`service.ingest.scan`) cut from a body as columns
+(SPEC §6.2), kept as columns.
 
 The scanner's rows are rated in one kernel pass, stored with one COPY per table (one
 `executemany` on SQLite) and answered from the arrays: no Python object per record but its
-answer. `flows.ingest_body` sends the records this way cannot finish the record-by-record
-way (`flows.ingest_batch`'s steps), which stays the reference:
+answer. `pipeline.ingest_body` sends the records this way cannot finish the record-by-record
+way (`pipeline.ingest_batch`'s steps), which stays the reference:
 
 - a record the kernels reject (its id may be stored already: then it is a duplicate or an
   id.conflict, never a rejection to suspense; the record-by-record way looks that up);
@@ -49,7 +50,7 @@ _INSTANT = pa.timestamp("us", "UTC")
 class FastPart(NamedTuple):
     """Scanned rows that rated, with their ratings (arrays of one entry per row)."""
 
-    rows: pa.Table  # record_scan columns: index, raw, the CDR fields
+    rows: pa.Table  # service.ingest.scan columns: index, raw, the CDR fields
     national: pa.Array  # the caller's national form
     charge: npt.NDArray[np.int64]
     call_class: npt.NDArray[np.int16]
@@ -134,7 +135,7 @@ def _constant(value: Any, n: int, type_: pa.DataType) -> pa.Array:
 
 
 def _profiles_used(part: FastPart) -> tuple[list[tuple[Any, ...]], pa.Array]:
-    """The profile columns (flows.rating_row's: plan, home area, packages, registered) of
+    """The profile columns (records.rating_row's: plan, home area, packages, registered) of
     each caller the part holds, and each row's number among them."""
     encoded = pc.dictionary_encode(part.national)
     used = [
@@ -147,7 +148,7 @@ def _profiles_used(part: FastPart) -> tuple[list[tuple[Any, ...]], pa.Array]:
 @functools.lru_cache(maxsize=4096)
 def profile_columns(profile: SubscriberProfile | None) -> tuple[Any, ...]:
     """A rating row's profile_plan, profile_home_area, profile_packages (JSON) and
-    profile_registered for the profile a rating used (flows.rating_row's too)."""
+    profile_registered for the profile a rating used (records.rating_row's too)."""
     if profile is None:
         return (None, None, None, None)
     packages = orjson.dumps(profile.packages).decode()
@@ -272,7 +273,7 @@ def _template(versions: tuple[str, ...]) -> text_kernels.Template:
 
 
 def result_texts(part: FastPart) -> text_kernels.Results:
-    """The wire form of schemas.RecordResult of each row (flows.record_result's), as JSON
+    """The wire form of schemas.RecordResult of each row (records.record_result's), as JSON
     text written from the columns (service.ingest.text_kernels), separated by commas."""
     rows = part.rows
     return text_kernels.results(

@@ -1,6 +1,6 @@
 """A POST /v1/cdrs body -> Arrow record columns in one numba pass, for the ordinary records.
 
-`batch_body` cuts the body in Python and decodes every record with orjson; `record_columns`
+`service.ingest.cut` cuts the body in Python and decodes every record with orjson; `record_columns`
 then turns the dicts into columns: about 5 µs a record. Most records are flat objects of
 plain ASCII strings and small integers, and for those the columns can be read straight from
 the body's bytes. The scanner takes a record only when it is sure orjson and
@@ -59,7 +59,7 @@ FORWARDED = "forwarded"  # forward_kind counts only on this leg (record_columns,
 if RECORD_SCHEMA.names != [*TEXT_FIELDS, DURATION_FIELD, PACKAGES_FIELD] or (
     RECORD_SCHEMA.field(DURATION_FIELD).type != pa.int64()
 ):
-    raise ImportError("record_scan no longer matches batch.RECORD_SCHEMA")
+    raise ImportError("service.ingest.scan no longer matches batch.RECORD_SCHEMA")
 FAST_SCHEMA = pa.schema([("index", pa.int64()), ("raw", pa.string()), *RECORD_SCHEMA])
 
 # Kernel status.
@@ -357,7 +357,7 @@ def _copy(data: U8, at: int, body: U8, start: int, end: int) -> None:
 
 @_helper
 def _brackets(body: U8, start: int, end: int) -> int:
-    """batch_body._brackets: how many `[` and `{` body[start:end] holds."""
+    """cut._brackets: how many `[` and `{` body[start:end] holds."""
     count = 0
     for p in range(start, end):
         c = _byte(body, p)
@@ -368,7 +368,7 @@ def _brackets(body: U8, start: int, end: int) -> int:
 
 @_helper
 def _cut(body: U8, p: int) -> int:
-    """batch_body._scan_element: the `,` `]` or `}` closing the element at p at depth 0, or -1
+    """cut._scan_element: the `,` `]` or `}` closing the element at p at depth 0, or -1
     when a string or the array is not closed (strings skipped, escapes included)."""
     n = len(body)
     depth = 0
@@ -398,7 +398,7 @@ def _cut(body: U8, p: int) -> int:
 
 @_helper
 def _trimmed_end(body: U8, end: int) -> int:
-    """batch_body._trimmed_end: end moved back over whitespace."""
+    """cut._trimmed_end: end moved back over whitespace."""
     while end > 0:
         c = _byte(body, end - 1)
         if c in (_SPACE, _TAB, _CR, _LF):

@@ -69,7 +69,7 @@ class Template(NamedTuple):
 
 
 def template(call_classes: Sequence[str], versions: Sequence[str]) -> Template:
-    """The template of a rated result (flows.record_result's keys and order)."""
+    """The template of a rated result (records.record_result's keys and order)."""
     return Template(
         _texts(['{"index":', ',"id":"', '","result":"rated","charge_fen":']),
         _texts([f',"call_class":{orjson.dumps(name).decode()},"tariff":' for name in call_classes]),

@@ -24,11 +24,13 @@ import pyarrow.parquet as pq
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import schemas
+from service.clock import utcnow
 from service.db import repository
 from service.db.models import RerateJob
 from service.db.repository import CurrentRating
 from service.errors import InvalidInput, NotFound
-from service.flows import Rated, default_profile, profile_of, rating_row
+from service.flows.registry import default_profile, profile_of
+from service.ingest.records import Rated, rating_row
 from service.ingest.scan import warm_scanner
 from service.ingest.text_kernels import warm as warm_ingest_text
 from service.jobs.batchio import PROFILE_SCHEMA
@@ -59,11 +61,6 @@ class ChunkResult:
     rejected: int
     delta_fen: int
     last: tuple[int, str] | None
-
-
-def utcnow() -> datetime:
-    """The current instant, UTC."""
-    return datetime.now(UTC)
 
 
 def create_job(
@@ -197,8 +194,9 @@ def warm_batch_kernels(rater: Rater) -> BatchRater:
     The first call of a kernel compiles it: about 16 s without a JIT cache, during which a
     job inside a transaction would hold SQLite's write lock and stall every other writer.
     So run_job calls this before its first transaction, and the app calls it at start. The
-    body scanner's kernel and those that write ingest's rows and answer (ingest_text) are
-    warmed with them, so the first ingest request does not compile them.
+    body scanner's kernel and those that write ingest's rows and answer
+    (service.ingest.text_kernels) are warmed with them, so the first ingest request does not
+    compile them.
     """
     warm_scanner()
     warm_ingest_text()

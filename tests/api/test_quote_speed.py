@@ -19,12 +19,12 @@ import pytest
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
 
+from service.clock import utcnow
 from service.config import Settings
 from service.db.audit_batcher import AuditBatcher
 from service.db.session import make_engine
-from service.flows import utcnow
+from service.flows.registry_cache import MISSING, RegistryCache
 from service.rating.scalar import Rater, SubscriberProfile
-from service.registry_cache import MISSING, RegistryCache
 from tests.api.test_quote import AGENT
 from tests.api.test_quote import REQUEST as PLANNED
 from tests.conftest_db import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service import flows
+from service.flows.catalogue import tariffs
 from service.rating import load_rater
 from tests.conftest import TARIFFS
 from tests.conftest_db import Api
@@ -77,7 +77,7 @@ def test_catalogue_is_generated_from_the_tariff_files(tmp_path: Path) -> None:
         "free_from = 09:00:00\nfree_until = 17:00:00\n"
     )
     (directory / "cmcc-2010-fix.toml").write_text(text, encoding="utf-8")
-    catalogue = [t.model_dump(mode="json") for t in flows.tariffs(load_rater(directory))]
+    catalogue = [t.model_dump(mode="json") for t in tariffs(load_rater(directory))]
     assert [t["version"] for t in catalogue] == ["cmcc-2009", "cmcc-2010", "cmcc-2010-fix"]
     assert catalogue[1]["in_force_until"] == "2010-06-01T00:00:00+08:00"
     fix = catalogue[2]
@@ -90,7 +90,7 @@ def test_catalogue_is_generated_from_the_tariff_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version", ["cmcc-2009", "cmcc-2010"])
 def test_every_plan_and_package_has_a_chinese_name(version: str) -> None:
-    (tariff,) = [t for t in flows.tariffs(load_rater(TARIFFS)) if t.version == version]
+    (tariff,) = [t for t in tariffs(load_rater(TARIFFS)) if t.version == version]
     names = [p.brand for p in tariff.plans] + [p.name for p in tariff.packages]
     assert names
     assert all(any("\u4e00" <= ch <= "\u9fff" for ch in name) for name in names)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from service.config import Settings
-from service.flows import month_window
+from service.flows.usage import month_window
 from service.rating import load_rater
 from service.rating.scalar import Rater
 from tests.conftest import TARIFFS, write_correction

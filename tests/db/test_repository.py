@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from service import flows
 from service.db import repository
 from service.db.session import make_engine, make_sessionmaker
+from service.ingest.records import retrying
 
 NOW = datetime(2010, 3, 1, 2, 0, tzinfo=UTC)
 SQLITE_FK = "FOREIGN KEY constraint failed"
@@ -83,7 +83,7 @@ def test_insert_cdrs_new_skips_ids_already_stored(database_url: str) -> None:
                 # the same transaction goes on after the conflict
                 return inserted, repository.insert_cdrs_new(session, rows=[_cdr("d")])
 
-            assert flows.retrying(session, work) == ({"b", "c"}, {"d"})
+            assert retrying(session, work) == ({"b", "c"}, {"d"})
             assert len(attempts) == (2 if postgres else 1)
             session.commit()
         with sessions() as session:

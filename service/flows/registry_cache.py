@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import repository
 from service.db.retry import run_retrying
-from service.flows import Registry, profile_of
+from service.flows.registry import Registry, profile_of
 from service.rating.scalar import SubscriberProfile
 
 log = logging.getLogger("callrate")
