@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import QuoteTally, main, quote_lines
+from service.cli import main
+from service.cli.quote import QuoteTally, quote_lines
 from service.config import get_settings
 from service.rating.scalar import Rater
 from tests.conftest import golden_cases

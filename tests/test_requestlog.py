@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from service.cli import build_parser
-from service.cli.serve import _settings
+from service.cli.serve import settings_of as _settings
 from service.config import Settings
 from service.rating.scalar import Rater
 from tests.api.test_cdrs import cdr

@@ -7,6 +7,7 @@ or the rating core at import time, so `callrate quote` stays quick to start.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,3 +103,15 @@ def database_errors() -> Iterator[None]:
     except (OperationalError, ArgumentError, NoSuchModuleError) as exc:
         cause = exc.orig if isinstance(exc, OperationalError) else exc
         raise UsageError(f"cannot use the database: {one_line(cause)}") from exc
+
+
+def spark_missing(command: str) -> bool:
+    """True, having said how to get it, when PySpark is not installed."""
+    from service.jobs.spark_engine import SparkUnavailable, require_pyspark
+
+    try:
+        require_pyspark()
+    except SparkUnavailable as missing:
+        print(f"callrate {command}: {missing}", file=sys.stderr)
+        return True
+    return False

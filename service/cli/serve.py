@@ -1,4 +1,4 @@
-"""`callrate serve`, `callrate db upgrade`, `callrate keys`: running the service."""
+"""`callrate serve` and `callrate db upgrade`: the database migrated, the HTTP API served."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from service.cli.errors import UsageError, check_database_url, database_errors, positive_int
-from service.config import LOG_FORMATS, ROLES, STORED_KEY_RECHECK_S, Settings, get_settings
+from service.cli.errors import check_database_url, database_errors, positive_int
+from service.config import LOG_FORMATS, Settings, get_settings
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_of(args: argparse.Namespace) -> Settings:
     settings = get_settings()
     if getattr(args, "tariffs", None) is not None:
         settings = settings.model_copy(update={"tariffs_dir": args.tariffs})
@@ -66,7 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
     from service.rating.tariff import TariffError
     from service.security import ensure_keys, parse_api_keys
 
-    settings = _settings(args)
+    settings = settings_of(args)
     try:
         rater = load_rater(settings.tariffs_dir)  # a bad tariff file stops the start here
         parse_api_keys(settings.api_keys)
@@ -100,7 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _db_upgrade(args: argparse.Namespace) -> int:
     from service.db.migrate import upgrade
 
-    settings = _settings(args)
+    settings = settings_of(args)
     url = args.url or settings.effective_database_url
     check_database_url(url, create=args.create)
     with database_errors():
@@ -109,71 +109,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keys_create(args: argparse.Namespace) -> int:
-    from service.clock import utcnow
-    from service.db.migrate import upgrade
-    from service.db.session import make_engine, make_sessionmaker
-    from service.security import create_key
-
-    settings = _settings(args)
-    url = settings.effective_database_url
-    with database_errors():
-        upgrade(url=url, migrations_dir=settings.migrations_dir)
-        engine = make_engine(url, pool_size=1)
-        with make_sessionmaker(engine).begin() as session:
-            key, actor = create_key(session, role=args.role, now=utcnow())
-        engine.dispose()
-    print(f"{actor.role}={key}  (key id {actor.key_id}; shown once, only its hash is stored)")
-    return 0
-
-
-def _keys_list(args: argparse.Namespace) -> int:
-    from service.db import repository
-    from service.db.session import make_engine, make_sessionmaker
-
-    settings = _settings(args)
-    url = settings.effective_database_url
-    check_database_url(url, create=False, can_create=False)
-    with database_errors():
-        engine = make_engine(url, pool_size=1)
-        with make_sessionmaker(engine)() as session:
-            for row in repository.all_api_keys(session):
-                print(f"{row.key_id}  {row.role}  {row.created_at.isoformat()}")
-        engine.dispose()
-    return 0
-
-
-def _keys_revoke(args: argparse.Namespace) -> int:
-    from service.clock import utcnow
-    from service.db.session import make_engine, make_sessionmaker
-    from service.security import Actor, hash_key, key_id_of, revoke_key
-
-    settings = _settings(args)
-    url = settings.effective_database_url
-    check_database_url(url, create=False, can_create=False)
-    key_id = key_id_of(hash_key(args.key)) if args.key.startswith("cr_") else args.key
-    with database_errors():
-        engine = make_engine(url, pool_size=1)
-        with make_sessionmaker(engine).begin() as session:
-            revoked = revoke_key(
-                session, key_id=key_id, actor=Actor(key_id="cli", role="admin"), now=utcnow()
-            )
-        engine.dispose()
-    if revoked is None:
-        raise UsageError(f"no stored key {key_id} (see callrate keys list)")
-    print(f"callrate: revoked {revoked.role} key {revoked.key_id}")
-    return 0
-
-
-def _loadtest(args: argparse.Namespace) -> int:
-    from service.tools.loadtest import run
-
-    return run(args)
-
-
-def add_service_commands(commands: Any) -> None:
-    """Add serve, db, keys and loadtest to the `callrate` subcommands."""
-
+def add_parser(commands: Any) -> None:
+    """Add `serve` and `db upgrade` to the `callrate` subcommands."""
     serve = commands.add_parser(
         "serve",
         help="migrate the database, load the tariffs and serve the HTTP API",
@@ -228,30 +165,3 @@ def add_service_commands(commands: Any) -> None:
         help="make the SQLite database (and its folder) if missing (default: refuse)",
     )
     db_upgrade.set_defaults(handler=_db_upgrade)
-
-    keys = commands.add_parser(
-        "keys",
-        help="API keys stored in the database (hashed)",
-        description="Keys stored in the database; used when CALLRATE_API_KEYS is unset. A "
-        "created key works at once, a revoked one stops working within "
-        f"{STORED_KEY_RECHECK_S:g} s, without restarting the service.",
-    )
-    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
-    create = keys_commands.add_parser("create", help="make a key for a role and print it once")
-    create.add_argument("role", choices=ROLES, help=f"one of {', '.join(ROLES)}")
-    create.set_defaults(handler=_keys_create)
-    listing = keys_commands.add_parser("list", help="key ids, roles and creation times")
-    listing.set_defaults(handler=_keys_list)
-    revoke = keys_commands.add_parser("revoke", help="delete a stored key: it stops working")
-    revoke.add_argument(
-        "key", metavar="KEY", help="a key id as `keys list` shows it, or the key itself (cr_...)"
-    )
-    revoke.set_defaults(handler=_keys_revoke)
-
-    from service.tools.loadtest import add_arguments
-
-    loadtest = commands.add_parser(
-        "loadtest", help="measure ingestion throughput or quote latency against a local server"
-    )
-    add_arguments(loadtest)
-    loadtest.set_defaults(handler=_loadtest)
