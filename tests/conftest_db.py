@@ -109,7 +109,7 @@ def running_api(settings: Settings, rater: Rater, *, warm: bool = True) -> Itera
         portal.wrap_async_context_manager(app.router.lifespan_context(app)),
     ):
         # Ingestion rates through the batch path once its kernels are warm: wait, so that
-        # the API tests run the path production runs (tests/test_ingest_lanes.py compares
+        # the API tests run the path production runs (tests/ingest/test_pipeline.py compares
         # it with the per-call one).
         if warm:
             assert app.state.kernels.done.wait(timeout=300)

@@ -14,7 +14,7 @@ A row whose id is stored already (a switch's retry, a concurrent batch) is found
 insert, as on the record-by-record way: it is not stored again, and `flows` answers it
 against what is stored.
 
-tests/test_ingest_lanes.py stores batches this way, and record by record through the per-call
+tests/ingest/test_pipeline.py stores batches this way, and record by record through the per-call
 and the batch paths, and compares every row and answer.
 """
 

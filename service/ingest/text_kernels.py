@@ -14,8 +14,8 @@ in CSV and in JSON. `raw` is any JSON text: CSV doubles its quotes. The CSV is w
 PostgreSQL's `COPY ... (FORMAT csv)` reads, as Arrow wrote it: text quoted (an empty text
 is not NULL), NULL as nothing, booleans as true/false.
 
-tests/test_ingest_text.py checks the results against orjson and the rows against Arrow's
-CSV writer; tests/test_ingest_lanes.py stores batches through every lane and compares rows.
+tests/ingest/test_text_kernels.py checks the results against orjson and the rows against Arrow's
+CSV writer; tests/ingest/test_pipeline.py stores batches through every lane and compares rows.
 """
 
 from __future__ import annotations
@@ -436,7 +436,7 @@ _ratings = cached_njit(_ratings, _OPTIONS)
 
 def warm() -> None:
     """Compile (or load from the JIT cache) the kernels now, not on a request: with the
-    argument types ingest gives them (tests/test_ingest_text.py checks it adds none)."""
+    argument types ingest gives them (tests/ingest/test_text_kernels.py checks it adds none)."""
     one = np.zeros(1, np.int64)
     text = pa.chunked_array([pa.array(["w"])])
     results(template(["c"], ["t"]), one, text.combine_chunks(), one, one, one)

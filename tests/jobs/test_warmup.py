@@ -80,7 +80,7 @@ COLD_RERATE = textwrap.dedent(
 
 @pytest.mark.slow
 def test_rerate_compiles_its_kernels_before_its_first_transaction(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     url = f"sqlite:///{tmp_path / 'warm.sqlite3'}"
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
     result = subprocess.run(

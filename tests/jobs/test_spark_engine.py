@@ -24,7 +24,7 @@ from service.rating.batch import BatchRater
 from service.rating.scalar import Rater
 from service.tools.bench import generate_cdrs
 from tests.conftest import TARIFFS
-from tests.spark_session import spark
+from tests.jobs.spark_session import spark
 
 __all__ = ["spark"]  # a fixture, used by name
 

@@ -21,8 +21,8 @@ from service.config import Settings
 from service.db.models import RerateJob
 from service.jobs.rerate import RerateMismatch
 from tests.conftest_db import Api
-from tests.spark_session import spark
-from tests.test_rerate import CDRS, WINDOW, _rating_count, cdr, corrected_tariffs
+from tests.jobs.spark_session import spark
+from tests.jobs.test_rerate import CDRS, WINDOW, _rating_count, cdr, corrected_tariffs
 
 __all__ = ["corrected_tariffs", "spark"]  # fixtures, used by name
 
