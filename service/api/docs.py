@@ -1,5 +1,6 @@
 """/docs (Swagger UI) and /redoc (ReDoc) from the app's own files: no CDN, so the API pages
-work on an operator network without internet access.
+work on an operator network without internet access; and `/`, the page that points to them
+and to the agents' console.
 
 The JavaScript and CSS come from the fastapi-offline package (swagger-ui-dist and redoc
 bundles, versioned on PyPI). Two things in them would still reach out: Swagger UI's
@@ -27,6 +28,27 @@ ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 REDOC_JS = "redoc.standalone.js"
 REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
+# GET /: where a newcomer's browser lands. Links are relative, so they hold behind a proxy
+# that serves the app under a path of its own.
+FRONT_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>callrate</title>
+<link rel="icon" href="agent/favicon.svg" type="image/svg+xml">
+</head>
+<body>
+<h1>callrate</h1>
+<p>Telephony call rating: classify, rate to the fen, store, explain.</p>
+<ul>
+<li><a href="agent/">Agents' console</a> (话费坐席工作台)</li>
+<li><a href="docs">API reference</a> (Swagger UI; also <a href="redoc">ReDoc</a>
+and <a href="openapi.json">openapi.json</a>)</li>
+<li><a href="healthz">healthz</a>, <a href="readyz">readyz</a></li>
+</ul>
+</body>
+</html>
+"""
 
 
 @cache
@@ -36,13 +58,17 @@ def _redoc_bundle(favicon_url: str) -> bytes:
 
 
 def install_docs(app: FastAPI) -> None:
-    """Serve /docs, /redoc and their assets; the app must be made with docs_url=None and
+    """Serve /, /docs, /redoc and their assets; the app must be made with docs_url=None and
     redoc_url=None (FastAPI's own pages load them from a CDN)."""
 
     def urls(request: Request) -> tuple[str, str, str]:
         """The spec's URL, the assets' folder and the favicon, behind any root path."""
         root = request.scope.get("root_path", "")
         return f"{root}{app.openapi_url}", f"{root}{ASSETS_URL}", f"{root}{ASSETS_URL}/favicon.png"
+
+    @app.get("/", include_in_schema=False)
+    async def front_page() -> HTMLResponse:
+        return HTMLResponse(FRONT_PAGE)
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:

@@ -83,3 +83,15 @@ def test_the_spec_the_pages_read_is_served(client: Client) -> None:
     spec = client.get("/openapi.json").json()
     assert "/v1/quote" in spec["paths"]
     assert not any(path.startswith(("/docs", "/redoc")) for path in spec["paths"])
+
+
+def test_the_front_page_points_to_the_docs_and_the_console(client: Client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    links = {next(url for url in match if url) for match in LOADS.findall(page.text)}
+    assert {"docs", "agent/", "agent/favicon.svg"} <= links
+    for link in links:  # relative, and each one answers (readyz asks the database: not here)
+        assert not link.startswith("/"), link
+        if link != "readyz":
+            assert client.get(f"/{link}").status_code == 200, link

@@ -27,6 +27,14 @@ def test_console_is_served_without_a_key_with_strict_headers(api: Api) -> None:
     assert api.get("/agent", follow_redirects=False).status_code in (301, 307, 308)
 
 
+def test_the_console_has_a_favicon(api: Api) -> None:
+    assert '<link rel="icon" href="favicon.svg"' in (WEB_DIR / "index.html").read_text("utf-8")
+    icon = api.get("/agent/favicon.svg")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/svg+xml"
+    assert icon.text.startswith("<svg ")
+
+
 def test_no_asset_names_another_host() -> None:
     for name in ASSETS:
         text = (WEB_DIR / name).read_text(encoding="utf-8")
