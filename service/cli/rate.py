@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         return _rate_on_spark(args)
     import pyarrow as pa
 
-    from service.jobs.batchio import progress_bar, rate_file
+    from service.jobs.batchio import FormatError, progress_bar, rate_file
 
     args.input, args.output = Path(args.input), Path(args.output)
     rejected = _check_rate_files(args)
@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             require_id=args.require_id,
             progress=progress_bar(sys.stderr) if sys.stderr.isatty() else None,
         )
+    except FormatError as exc:  # columns that are not CDR fields
+        raise UsageError(str(exc)) from exc
     except (pa.ArrowException, OSError) as exc:  # a corrupt input file, a full disk
         raise UsageError(f"cannot rate {args.input}: {one_line(exc)}") from exc
     print(summary.line())

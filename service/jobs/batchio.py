@@ -27,7 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from service.rating.batch import OUTPUT_COLUMNS, BatchRater
+from service.rating.batch import OUTPUT_COLUMNS, RECORD_SCHEMA, BatchRater
 from service.rating.cdr import parse_cdr
 from service.rating.rejections import REASON_CODES, REASONS, Rejected
 from service.rating.scalar import Rater, SubscriberProfile
@@ -52,6 +52,7 @@ RATED_DROP = ("reason",)
 PLAIN_TEXT_COLUMNS = ("id", "caller", "callee", "start")
 PARQUET_READ_BUFFER = 1 << 22
 PIPELINE_DEPTH = 2  # batches in flight between the reader, the rater and the writer
+WARM_UP_SHOWN_S = 1.0  # a kernel warm-up this long is named in the summary line
 MESSAGES = pa.array([REASONS[code] for code in REASON_CODES], type=pa.string())
 # Registry profiles carried beside each CDR (`callrate rerate --export`): the caller's MSISDN
 # as registered (null: not registered), and its plan, home area and packages.
@@ -108,21 +109,39 @@ class Source:
 
 
 def open_source(path: Path, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> Source:
-    """Stream a CDR file by its extension."""
+    """Stream a CDR file by its extension. FormatError when a Parquet or CSV file's columns
+    hold none of the CDR fields (a CSV separated by `;`, say): that is the file's problem,
+    not every record's."""
     kind = file_format(path)
     if kind == "parquet":
         # Streamed column by column: pre-buffering would hold whole row groups in memory.
         parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_READ_BUFFER)
+        _check_columns(path, parquet.schema_arrow.names)
         return Source(parquet.iter_batches(batch_size=batch_rows), parquet.metadata.num_rows, [])
     if kind == "csv":
-        return Source(_csv_batches(path, batch_rows), None, [])
+        header = pacsv.open_csv(path).schema.names
+        _check_columns(path, header)
+        return Source(_csv_batches(path, header, batch_rows), None, [])
     malformed: list[dict[str, Any]] = []
     return Source(_ndjson_batches(path, batch_rows, malformed), None, malformed)
 
 
-def _csv_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _check_columns(path: Path, names: list[str]) -> None:
+    if not set(names) & set(RECORD_SCHEMA.names):
+        found = ", ".join(repr(name) for name in names[:5]) + (", ..." if len(names) > 5 else "")
+        csv = (
+            "; a CSV file is comma-separated, its first line the header"
+            if path.suffix == ".csv"
+            else ""
+        )
+        raise FormatError(
+            f"{path}: none of its columns is a CDR field (found {found}); expected columns "
+            f"named {', '.join(RECORD_SCHEMA.names)}{csv}"
+        )
+
+
+def _csv_batches(path: Path, header: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
     # Every field is text: a value that does not fit is the record's problem, not the file's.
-    header = pacsv.open_csv(path).schema.names
     reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(block_size=1 << 23),
@@ -321,15 +340,23 @@ class RateSummary:
     rows: int
     rated: int
     rejected: int
-    seconds: float
+    seconds: float  # reading, rating and writing: the kernels were ready before
+    warm_up_seconds: float = 0.0  # compiling the kernels, or loading them from the cache
 
     def line(self) -> str:
         """One line for the terminal."""
-        speed = self.rows / self.seconds if self.seconds > 0 else 0.0
-        return (
+        line = (
             f"{self.rows:,} records: {self.rated:,} rated, {self.rejected:,} rejected "
-            f"in {self.seconds:.2f} s ({speed:,.0f} CDRs/s)"
+            f"in {self.seconds:.2f} s"
         )
+        if self.rows and self.seconds > 0:
+            line += f" ({self.rows / self.seconds:,.0f} CDRs/s)"
+        if self.warm_up_seconds >= WARM_UP_SHOWN_S:
+            line += (
+                f", after {self.warm_up_seconds:.1f} s compiling the batch kernels "
+                "(once: later runs load them from the cache)"
+            )
+        return line
 
 
 Progress = Callable[[int, int | None, float], None]
@@ -365,8 +392,10 @@ def rate_file(
     """Rate every record of a file; rated rows to `out_path`, rejected ones beside it."""
     file_format(out_path)
     rejected = rejected or rejected_path(out_path)
-    batch_rater = BatchRater(rater)
     source = open_source(source_path, batch_rows=batch_rows)
+    warming = time.perf_counter()
+    batch_rater = BatchRater(rater)
+    batch_rater.warm()  # apart: a first run's compile would hide the rating speed
     rated_sink, rejected_sink = open_sink(out_path), open_sink(rejected)
     began = time.perf_counter()
     rows = rated_count = 0
@@ -397,7 +426,9 @@ def rate_file(
             rejected_sink.close()
     if progress is not None:
         sys.stderr.write("\n")
-    return RateSummary(rows, rated_count, rows - rated_count, time.perf_counter() - began)
+    return RateSummary(
+        rows, rated_count, rows - rated_count, time.perf_counter() - began, began - warming
+    )
 
 
 def _split(table: pa.Table) -> tuple[pa.Table, pa.Table]:

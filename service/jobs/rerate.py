@@ -172,22 +172,6 @@ def _columns(records: list[dict[str, Any]]) -> pa.Table:
     return record_columns(records)[0]
 
 
-# Two stored-record shapes (rated; rejected, with nulls and packages) that take every
-# kernel through its whole signature as rerate_chunk calls it.
-_WARM_UP_RECORDS: list[dict[str, Any]] = [
-    {
-        "id": "warm-up-1",
-        "caller": "13800138000",
-        "callee": "02188001234",
-        "start": "2010-03-01T10:00:00+08:00",
-        "duration_s": 125,
-        "plan": "gotone",
-        "packages": ["ld_night"],
-    },
-    {"id": "warm-up-2", "caller": "x", "start": "x", "duration_s": 1},
-]
-
-
 def warm_batch_kernels(rater: Rater) -> BatchRater:
     """A BatchRater whose numba kernels are compiled (or loaded from the JIT cache) now.
 
@@ -201,7 +185,7 @@ def warm_batch_kernels(rater: Rater) -> BatchRater:
     warm_scanner()
     warm_ingest_text()
     batch = BatchRater(rater)
-    batch.rate(_columns(_WARM_UP_RECORDS), subscribers={}, default_plan=None)
+    batch.warm()
     return batch
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from service.cli import main
-from service.jobs.batchio import FormatError, rate_file, rejected_path
+from service.jobs.batchio import FormatError, RateSummary, rate_file, rejected_path
+from service.rating.batch import BatchRater
 from service.rating.rejections import Rejected
 from service.rating.scalar import Rater
 from service.tools.bench import generate_cdrs
@@ -92,6 +94,55 @@ def test_ndjson_keeps_malformed_lines_in_the_rejected_file(rater: Rater, tmp_pat
 def test_unknown_extension_is_refused(rater: Rater, tmp_path: Path) -> None:
     with pytest.raises(FormatError):
         rate_file(tmp_path / "cdrs.xlsx", tmp_path / "out.parquet", rater)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_file_without_cdr_columns_is_refused_naming_them(
+    rater: Rater, tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    source, out = tmp_path / f"cdrs{suffix}", tmp_path / "out.csv"
+    header = "id;caller;callee;start;duration_s;plan"  # a `;`-separated CSV
+    row = "c1;13800138000;02188001234;2010-03-01T10:00:00+08:00;61;gotone"
+    if suffix == ".csv":
+        source.write_text(f"{header}\n{row}\n", encoding="utf-8")
+    else:
+        pq.write_table(pa.table({header: [row]}), source)
+    with pytest.raises(FormatError, match="none of its columns is a CDR field"):
+        rate_file(source, out, rater)
+    assert main(["--tariffs", str(TARIFFS), "rate", str(source), "-o", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "expected columns named id, caller, callee, start," in error
+    assert "duration_s" in error
+    assert ("comma-separated" in error) == (suffix == ".csv")
+    assert not out.exists()
+    assert not rejected_path(out).exists()
+
+
+def test_the_summary_line_gives_the_rating_speed_apart_from_the_warm_up() -> None:
+    first = RateSummary(rows=3, rated=2, rejected=1, seconds=0.004, warm_up_seconds=15.2)
+    assert first.line() == (
+        "3 records: 2 rated, 1 rejected in 0.00 s (750 CDRs/s), after 15.2 s compiling the "
+        "batch kernels (once: later runs load them from the cache)"
+    )
+    later = RateSummary(rows=3, rated=2, rejected=1, seconds=0.004, warm_up_seconds=0.3)
+    assert later.line() == "3 records: 2 rated, 1 rejected in 0.00 s (750 CDRs/s)"
+    empty = RateSummary(rows=0, rated=0, rejected=0, seconds=0.001)
+    assert empty.line() == "0 records: 0 rated, 0 rejected in 0.00 s"
+
+
+def test_a_first_run_does_not_count_the_warm_up_as_rating_time(
+    rater: Rater, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warm = BatchRater.warm
+    monkeypatch.setattr(BatchRater, "warm", lambda self: (time.sleep(1.2), warm(self))[1])
+    source = tmp_path / "cdrs.parquet"
+    pq.write_table(generate_cdrs(rater, 3, seed=15), source)
+    summary = rate_file(source, tmp_path / "out.parquet", rater)
+    assert summary.warm_up_seconds >= 1.2
+    assert summary.seconds < 1.0
+    assert " 0 CDRs/s" not in summary.line()
+    assert "compiling the batch kernels" in summary.line()
 
 
 def test_the_rate_command(rater: Rater, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
