@@ -180,6 +180,9 @@ class RerateJob(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     from_epoch_s: Mapped[int] = mapped_column(BigInteger)
     to_epoch_s: Mapped[int] = mapped_column(BigInteger)
+    # the offsets the window was given in: the job is shown in them (+08:00 for older jobs)
+    from_utc_offset_s: Mapped[int] = mapped_column(Integer, server_default="28800")
+    to_utc_offset_s: Mapped[int] = mapped_column(Integer, server_default="28800")
     dry_run: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[str] = mapped_column(String(16))  # queued | running | done | failed
     requested_by: Mapped[str] = mapped_column(String(16))  # key id, or "cli"

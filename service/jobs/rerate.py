@@ -14,7 +14,7 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import schemas
-from service.clock import utcnow
+from service.clock import CHINA_TIME, utcnow
 from service.db import repository
 from service.db.models import RerateJob
 from service.db.repository import CurrentRating
@@ -63,6 +63,9 @@ class ChunkResult:
     last: tuple[int, str] | None
 
 
+CHINA_TIME_S = CHINA_TIME.utcoffset(None) // timedelta(seconds=1)
+
+
 def create_job(
     session: Session,
     *,
@@ -70,13 +73,17 @@ def create_job(
     to_epoch_s: int,
     dry_run: bool,
     requested_by: str,
+    utc_offsets_s: tuple[int, int] = (CHINA_TIME_S, CHINA_TIME_S),
 ) -> RerateJob:
-    """A queued job over CDRs starting in [from, to)."""
+    """A queued job over CDRs starting in [from, to); `utc_offsets_s`: the offsets the
+    window was given in, which the job is shown in."""
     now = utcnow()
     job = RerateJob(
         id=uuid.uuid4().hex,
         from_epoch_s=from_epoch_s,
         to_epoch_s=to_epoch_s,
+        from_utc_offset_s=utc_offsets_s[0],
+        to_utc_offset_s=utc_offsets_s[1],
         dry_run=dry_run,
         status=QUEUED,
         requested_by=requested_by,
@@ -98,10 +105,24 @@ def create_job(
     return job
 
 
+def _aware(moment: datetime) -> datetime:
+    """A moment without an offset is +08:00 (SPEC §1)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=DEFAULT_OFFSET)
+
+
 def epoch_s(moment: datetime) -> int:
-    """Seconds since the epoch; a moment without an offset is +08:00 (SPEC §1)."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=DEFAULT_OFFSET)
-    return (aware - EPOCH) // timedelta(seconds=1)
+    """Seconds since the epoch."""
+    return (_aware(moment) - EPOCH) // timedelta(seconds=1)
+
+
+def _utc_offset_s(moment: datetime) -> int:
+    offset = _aware(moment).utcoffset()
+    assert offset is not None  # aware
+    return offset // timedelta(seconds=1)
+
+
+def _in_offset(epoch: int, offset_s: int) -> datetime:
+    return datetime.fromtimestamp(epoch, timezone(timedelta(seconds=offset_s)))
 
 
 def start_job(
@@ -112,7 +133,12 @@ def start_job(
     if from_s >= to_s:
         raise InvalidInput("from must be before to", field="to")
     job = create_job(
-        session, from_epoch_s=from_s, to_epoch_s=to_s, dry_run=dry_run, requested_by=actor.key_id
+        session,
+        from_epoch_s=from_s,
+        to_epoch_s=to_s,
+        dry_run=dry_run,
+        requested_by=actor.key_id,
+        utc_offsets_s=(_utc_offset_s(window_from), _utc_offset_s(window_to)),
     )
     write_audit(
         session, actor=actor, action="rerate", subject=None, detail=job.id, at=job.created_at
@@ -134,8 +160,8 @@ def job_out(job: RerateJob) -> schemas.RerateJobOut:
         id=job.id,
         status=job.status,  # type: ignore[arg-type]  # the column holds one of the four
         dry_run=job.dry_run,
-        from_=datetime.fromtimestamp(job.from_epoch_s, UTC),
-        to=datetime.fromtimestamp(job.to_epoch_s, UTC),
+        from_=_in_offset(job.from_epoch_s, job.from_utc_offset_s),  # as it was given
+        to=_in_offset(job.to_epoch_s, job.to_utc_offset_s),
         total=job.total,
         processed=job.processed,
         changed=job.changed,

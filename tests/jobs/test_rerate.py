@@ -3,6 +3,7 @@ change exactly the expected records, history is kept, a second run and a resumed
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -213,10 +214,33 @@ def test_cli_rerate(
     url = settings.effective_database_url
     argv = ["--tariffs", str(corrected_tariffs), "rerate", "--url", url]
     assert main([*argv, "--from", WINDOW["from"], "--to", WINDOW["to"], "--dry-run"]) == 0
-    assert '"changed":3' in capsys.readouterr().out
+    job = json.loads(capsys.readouterr().out)
+    assert job["changed"] == 3
+    assert (job["from"], job["to"]) == (WINDOW["from"], WINDOW["to"])  # in the offset given
     assert _rating_count(settings) == 5
     assert main([*argv, "--from", WINDOW["from"], "--to", WINDOW["to"]]) == 0
     out = capsys.readouterr().out
     assert '"changed":3' in out
     assert '"delta_fen":-42' in out
     assert _rating_count(settings) == 8
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("2009-06-30T16:00:00Z", "2009-06-30T16:00:00Z"),
+        ("2009-07-01T00:00:00+08:00", "2009-07-01T00:00:00+08:00"),
+        ("2009-06-30T12:00:00-04:00", "2009-06-30T12:00:00-04:00"),
+        ("2009-07-01T00:00:00", "2009-07-01T00:00:00+08:00"),  # no offset: +08:00 (SPEC §1)
+    ],
+)
+def test_a_job_shows_its_window_in_the_offset_it_was_given(
+    api: Api, given: str, shown: str
+) -> None:
+    job = api.post(
+        "/v1/rerate", role="admin", json={"from": given, "to": WINDOW["to"], "dry_run": True}
+    )
+    assert job.status_code == 202, job.text
+    assert (job.json()["from"], job.json()["to"]) == (shown, WINDOW["to"])
+    again = api.get(f"/v1/rerate/{job.json()['id']}", role="admin").json()
+    assert (again["from"], again["to"]) == (shown, WINDOW["to"])
