@@ -104,8 +104,12 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     url = args.url or settings.effective_database_url
     check_database_url(url, create=args.create)
     with database_errors():
-        upgrade(url=url, migrations_dir=settings.migrations_dir)
-    print("callrate: database is at the newest revision")
+        applied = upgrade(url=url, migrations_dir=settings.migrations_dir)
+    for revision in applied:
+        print(f"callrate: applied revision {revision.revision}: {revision.summary}")
+    newest = f" ({applied[-1].revision})" if applied else ""
+    already = "" if applied else " already"
+    print(f"callrate: database is{already} at the newest revision{newest}")
     return 0
 
 

@@ -6,9 +6,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
 
@@ -25,8 +28,16 @@ def alembic_config(*, url: str, migrations_dir: Path) -> Config:
     return config
 
 
-def upgrade(*, url: str, migrations_dir: Path) -> None:
-    """Migrate the database at `url` to the newest revision, creating a SQLite file's folder."""
+class Applied(NamedTuple):
+    """A revision an upgrade applied."""
+
+    revision: str
+    summary: str  # the first line of its docstring
+
+
+def upgrade(*, url: str, migrations_dir: Path) -> list[Applied]:
+    """Migrate the database at `url` to the newest revision, creating a SQLite file's folder;
+    the revisions applied, oldest first (none when it was at the newest already)."""
     if is_sqlite(url):
         database = create_engine(url).url.database
         if database and database != ":memory:":
@@ -36,9 +47,13 @@ def upgrade(*, url: str, migrations_dir: Path) -> None:
         with engine.begin() as connection:
             config = alembic_config(url=url, migrations_dir=migrations_dir)
             config.attributes["connection"] = connection
+            current = MigrationContext.configure(connection).get_current_revision()
+            pending = ScriptDirectory.from_config(config).iterate_revisions("heads", current)
+            applied = [Applied(r.revision, r.doc.splitlines()[0]) for r in reversed([*pending])]
             command.upgrade(config, "head")
     finally:
         engine.dispose()
+    return applied
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import pytest
 
 from service.cli import build_parser, main
 from service.config import get_settings
+from tests.conftest import ROOT
 
 CALLRATE = Path(sys.executable).parent / "callrate"
 WINDOW = ["--from", "2010-01-01T00:00:00+08:00", "--to", "2011-01-01T00:00:00+08:00"]
@@ -193,9 +194,17 @@ def test_db_upgrade_and_rerate_make_a_database_only_with_create(
     assert_one_line_refusal(code, err, f"no directory {database.parent}")
     assert not database.parent.exists()
 
-    assert run(["db", "upgrade", "--url", url, "--create"], capsys)[0] == 0
+    code, out, _ = run(["db", "upgrade", "--url", url, "--create"], capsys)
+    assert code == 0
     assert database.is_file()
-    assert run(["db", "upgrade", "--url", url], capsys)[0] == 0  # it exists now
+    applied = out.splitlines()[:-1]
+    assert applied[0] == "callrate: applied revision 0001: initial schema"
+    assert len(applied) == len(list((ROOT / "migrations" / "versions").glob("0*.py")))
+    newest = applied[-1].split()[3].rstrip(":")
+    assert out.splitlines()[-1] == f"callrate: database is at the newest revision ({newest})"
+    code, out, _ = run(["db", "upgrade", "--url", url], capsys)
+    assert code == 0  # it exists now, and nothing is left to apply
+    assert out == "callrate: database is already at the newest revision\n"
     code, out, _ = run(["rerate", "--url", url, *WINDOW, "--dry-run"], capsys)
     assert code == 0
     assert json.loads(out)["total"] == 0
