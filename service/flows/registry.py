@@ -144,7 +144,10 @@ def put_subscriber(
     number = checked_msisdn(msisdn)
     tariffs = rater.book.tariffs
     if not any(entry.plan in tariff.plans for tariff in tariffs):
-        raise InvalidInput(f"plan {entry.plan!r} is in no tariff version", field="plan")
+        plans = ", ".join(dict.fromkeys(p for t in tariffs for p in t.plans))
+        raise InvalidInput(
+            f"plan {entry.plan!r} is in no tariff version (plans: {plans})", field="plan"
+        )
     unknown = [p for p in entry.packages if not any(p in t.packages for t in tariffs)]
     if unknown:
         raise InvalidInput(

@@ -60,14 +60,18 @@ REASON_CODES: tuple[str, ...] = tuple(REASONS)
 class Rejected(Exception):
     """The record cannot be rated; it goes to suspense whole with this reason."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, *, hint: str | None = None) -> None:
         if code not in REASONS:
             raise ValueError(f"unknown rejection code {code!r}")
         self.code = code
         self.field = code.split(".", 1)[0]
-        self.message = REASONS[code]
+        self.message = REASONS[code]  # what is stored, the same on every path
+        # What the one asking could do instead, e.g. the plans there are: told in a quote's
+        # answer; not stored (a stored reason stays the code's message on every path).
+        self.hint = hint
         super().__init__(f"{self.field}: {self.message}")
 
     def to_dict(self) -> dict[str, Any]:
-        """The rejection as the wire shows it."""
-        return {"rejected": True, "field": self.field, "code": self.code, "reason": self.message}
+        """The rejection as a quote's answer shows it."""
+        reason = self.message if self.hint is None else f"{self.message} ({self.hint})"
+        return {"rejected": True, "field": self.field, "code": self.code, "reason": reason}

@@ -88,7 +88,7 @@ class Rater:
         if plan is None:
             raise Rejected("plan.missing")
         if plan not in tariff.plans:
-            raise Rejected("plan.unknown")
+            raise Rejected("plan.unknown", hint=f"{tariff.version} has {', '.join(tariff.plans)}")
         packages = (
             call.packages
             if call.packages is not None

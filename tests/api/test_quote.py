@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, pool, text
 
+from service.rating.scalar import Rater
 from tests.conftest import golden_cases
 from tests.conftest_db import KEYS, Api
 
@@ -57,6 +58,21 @@ def test_quote_uses_registry_when_request_names_no_plan(api: Api) -> None:
     quoted = api.post("/v1/quote", role="agent", json=request)
     assert quoted.status_code == 200
     assert quoted.json()["charge_fen"] == 180  # per-minute plan: 3 min x 60
+
+
+def test_an_unknown_plan_is_answered_with_the_plans_there_are(api: Api, rater: Rater) -> None:
+    in_force = rater.book.tariffs[-1]
+    refused = api.post("/v1/quote", role="agent", json={**REQUEST, "plan": "GoTone"})
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "plan.unknown"
+    plans = ", ".join(in_force.plans)
+    assert refused.json()["reason"] == (
+        f"plan is not in the tariff in force ({in_force.version} has {plans})"
+    )
+    registry = api.put("/v1/subscribers/13800138000", role="admin", json={"plan": "GoTone"})
+    assert registry.status_code == 422
+    assert registry.json()["field"] == "plan"
+    assert "(plans: gotone, mzone," in registry.json()["message"]
 
 
 def test_quote_spec_9_caller_area_and_timestamp_forms(api: Api) -> None:

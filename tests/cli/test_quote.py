@@ -94,7 +94,9 @@ def test_quote_uses_callrate_default_plan_as_the_service_does(
     assert main(["quote", without_plan]) == 0
     assert json.loads(capsys.readouterr().out)["charge_fen"] == 126
     assert main(["quote", json.dumps({**REQUEST, "plan": "gold"})]) == 1  # its own plan wins
-    assert json.loads(capsys.readouterr().out)["code"] == "plan.unknown"
+    refused = json.loads(capsys.readouterr().out)
+    assert refused["code"] == "plan.unknown"
+    assert refused["reason"].startswith("plan is not in the tariff in force (cmcc-2010 has gotone")
 
 
 def test_a_rejected_single_quote_exits_1(

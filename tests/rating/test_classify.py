@@ -184,12 +184,16 @@ def test_rejection(rater: Rater, overrides: dict[str, Any], code: str) -> None:
         rater.rate_raw(request)
     assert caught.value.code == code
     assert caught.value.field == code.split(".")[0]
+    hint = caught.value.hint
     assert caught.value.to_dict() == {
         "rejected": True,
         "field": caught.value.field,
         "code": code,
-        "reason": REASONS[code],
+        "reason": REASONS[code] if hint is None else f"{REASONS[code]} ({hint})",
     }
+    assert caught.value.message == REASONS[code]  # what is stored
+    if code != "plan.unknown":  # that one names the plans there are, in a quote's answer
+        assert hint is None
 
 
 def test_record_must_be_an_object(rater: Rater) -> None:
