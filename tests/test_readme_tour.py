@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from service.rating.scalar import Rater
 from tests.api.test_served import _free_port
 from tests.conftest import ROOT
 
@@ -151,3 +152,21 @@ def test_callrate_rate_writes_what_the_readme_shows(tour: dict[str, str]) -> Non
     shown_summary, *shown_lines = readme_blocks("answer")["cli-rate"].splitlines()
     assert shown_summary.split(" in ")[0] == summary.split(" in ")[0]
     assert shown_lines == lines
+
+
+CDR_EXAMPLE = re.compile(
+    r"(?P<text>[^\n]+\n[^\n]+)\n\n<!-- cdr: (?P<name>[\w-]+) (?P<fen>\d+) -->\n```json\n"
+    r"(?P<body>[^\n]+)\n```"
+)
+
+
+def test_the_readme_cdr_examples_cost_what_it_says(rater: Rater) -> None:
+    examples = list(CDR_EXAMPLE.finditer(README.read_text(encoding="utf-8")))
+    assert [m["name"] for m in examples] == ["roaming", "forwarded"]
+    ratings = {m["name"]: rater.rate_raw(json.loads(m["body"])) for m in examples}
+    for m in examples:
+        fen = ratings[m["name"]].charge_fen
+        assert fen == int(m["fen"]), m["name"]
+        assert f"{fen // 100}.{fen % 100:02d} yuan ({ratings[m['name']].rules[0]})" in m["text"]
+    assert ratings["roaming"].roaming == "national"
+    assert ratings["forwarded"].call_class == "forward"
