@@ -15,7 +15,7 @@ ROLES = ("switch", "agent", "ops", "admin")
 # How long a stored key is trusted from memory before it is looked up again (a key revoked
 # by `callrate keys revoke` stops working within this time, without a restart).
 STORED_KEY_RECHECK_S = 5.0
-LOG_FORMATS = ("text", "json")  # one line per request on stderr (service/requestlog.py)
+LOG_FORMATS = ("text", "json")  # one line per request on stderr (service/ops/requestlog.py)
 
 
 class Settings(BaseSettings):

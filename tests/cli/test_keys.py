@@ -52,7 +52,7 @@ def test_a_revoked_key_stops_working_without_a_restart(
     assert [row["detail"] for row in audit if row["action"] == "key.revoke"] == [actor.key_id]
 
     assert main(["keys", "revoke", actor.key_id]) == 2  # no longer stored
-    # the in-process app's request log lines (service/requestlog.py) come first on stderr
+    # the in-process app's request log lines (service/ops/requestlog.py) come first on stderr
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"callrate keys revoke: no stored key {actor.key_id} (see callrate keys list)"
     )
