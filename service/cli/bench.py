@@ -12,6 +12,7 @@ from service.config import get_settings
 
 
 def run(args: argparse.Namespace) -> int:
+    """`callrate bench`: the figures of the target and engine asked for."""
     from service.tools.bench import apply_single_thread, run_bench
 
     if args.target == "service":

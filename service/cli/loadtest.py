@@ -7,6 +7,7 @@ from typing import Any
 
 
 def run(args: argparse.Namespace) -> int:
+    """`callrate loadtest`: the load generator against a running server."""
     from service.tools import loadtest
 
     return loadtest.run(args)

@@ -9,6 +9,7 @@ from service.rating import NUMBERING_DIR
 
 
 def run(args: argparse.Namespace) -> int:
+    """`callrate numbering build`: write the tables and print what the build found."""
     from service.tools.numbering_build import build
 
     report = build(args.tariffs / NUMBERING_DIR)

@@ -62,6 +62,7 @@ def quote_lines(
 
 
 def run(args: argparse.Namespace) -> int:
+    """`callrate quote`: one request, or NDJSON lines on stdin; exit 1 as the help says."""
     if args.request is not None:
         try:
             orjson.loads(args.request)

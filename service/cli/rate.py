@@ -42,6 +42,7 @@ def _check_rate_files(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`callrate rate`: rate the input file into OUT and OUT.rejected; print the summary."""
     if args.engine == "spark":
         return _rate_on_spark(args)
     import pyarrow as pa

@@ -12,6 +12,7 @@ from service.config import get_settings
 
 
 def run(args: argparse.Namespace) -> int:
+    """`callrate rerate`: run (or export for Spark, or apply) a re-rating job; print it."""
     from service.cli.errors import check_database_url, database_errors
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
