@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-CHINA_TIME = timezone(timedelta(hours=8))  # SPEC §1: tariffs and bill months run on +08:00
+CHINA_TIME_S = 8 * 3600  # SPEC §1: tariffs and bill months run on +08:00
+CHINA_TIME = timezone(timedelta(seconds=CHINA_TIME_S))
 
 
 def utcnow() -> datetime:

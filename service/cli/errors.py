@@ -53,14 +53,9 @@ def load_rater_or_refuse(tariffs_dir: Path) -> Rater:
         raise UsageError(f"cannot load the tariffs: {one_line(exc)}") from exc
 
 
-def known_plans(rater: Rater) -> list[str]:
-    """Every plan id of every tariff version, sorted."""
-    return sorted({plan for tariff in rater.book.tariffs for plan in tariff.plans})
-
-
 def check_plan(rater: Rater, plan: str | None, *, source: str) -> None:
     """Refuse a default plan that no tariff version knows (it would reject every record)."""
-    plans = known_plans(rater)
+    plans = rater.book.plans
     if plan is not None and plan not in plans:
         known = ", ".join(plans)
         raise UsageError(f"{source} {plan!r} is not a plan of the tariffs (one of {known})")

@@ -21,6 +21,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from service.clock import CHINA_TIME_S
+
 # SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -181,8 +183,8 @@ class RerateJob(Base):
     from_epoch_s: Mapped[int] = mapped_column(BigInteger)
     to_epoch_s: Mapped[int] = mapped_column(BigInteger)
     # the offsets the window was given in: the job is shown in them (+08:00 for older jobs)
-    from_utc_offset_s: Mapped[int] = mapped_column(Integer, server_default="28800")
-    to_utc_offset_s: Mapped[int] = mapped_column(Integer, server_default="28800")
+    from_utc_offset_s: Mapped[int] = mapped_column(Integer, server_default=str(CHINA_TIME_S))
+    to_utc_offset_s: Mapped[int] = mapped_column(Integer, server_default=str(CHINA_TIME_S))
     dry_run: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[str] = mapped_column(String(16))  # queued | running | done | failed
     requested_by: Mapped[str] = mapped_column(String(16))  # key id, or "cli"

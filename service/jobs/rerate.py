@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import schemas
-from service.clock import CHINA_TIME, utcnow
+from service.clock import utcnow
 from service.db import repository
 from service.db.models import RerateJob
 from service.db.repository import CurrentRating
@@ -63,9 +63,6 @@ class ChunkResult:
     last: tuple[int, str] | None
 
 
-CHINA_TIME_S = CHINA_TIME.utcoffset(None) // timedelta(seconds=1)
-
-
 def create_job(
     session: Session,
     *,
@@ -73,7 +70,7 @@ def create_job(
     to_epoch_s: int,
     dry_run: bool,
     requested_by: str,
-    utc_offsets_s: tuple[int, int] = (CHINA_TIME_S, CHINA_TIME_S),
+    utc_offsets_s: tuple[int, int],
 ) -> RerateJob:
     """A queued job over CDRs starting in [from, to); `utc_offsets_s`: the offsets the
     window was given in, which the job is shown in."""

@@ -305,7 +305,7 @@ class BatchRater:
         self.rater = rater
         book, numbering = rater.book, rater.numbering
         self.versions = [t.version for t in book.tariffs]
-        self.plans = sorted({plan for t in book.tariffs for plan in t.plans})
+        self.plans = list(book.plans)
         self.plan_ids = {plan: i for i, plan in enumerate(self.plans)}
         self.package_names = sorted({name for t in book.tariffs for name in t.packages})
         if len(self.package_names) > 62:

@@ -198,6 +198,11 @@ class TariffBook:
             raise TariffError("tariff versions must be ordered by effective_from")
 
     @cached_property
+    def plans(self) -> tuple[str, ...]:
+        """Every plan id of every version, sorted."""
+        return tuple(sorted({plan for t in self.tariffs for plan in t.plans}))
+
+    @cached_property
     def starts(self) -> tuple[int, ...]:
         """effective_from of each version, seconds since the epoch."""
         return tuple(t.from_epoch_s for t in self.tariffs)

@@ -72,7 +72,10 @@ def test_an_unknown_plan_is_answered_with_the_plans_there_are(api: Api, rater: R
     registry = api.put("/v1/subscribers/13800138000", role="admin", json={"plan": "GoTone"})
     assert registry.status_code == 422
     assert registry.json()["field"] == "plan"
-    assert "(plans: gotone, mzone," in registry.json()["message"]
+    assert registry.json()["message"] == (
+        "plan 'GoTone' is in no tariff version "
+        "(plans: easyown, easyown_easy, easyown_home, gotone, mzone)"
+    )
 
 
 def test_quote_spec_9_caller_area_and_timestamp_forms(api: Api) -> None:
