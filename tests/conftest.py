@@ -36,6 +36,11 @@ def write_correction(
     (directory / f"{version}.toml").write_text(text, encoding="utf-8")
 
 
+def column_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of CDR columns as the CDR object it stands for: a null cell is an absent field."""
+    return {name: value for name, value in row.items() if value is not None}
+
+
 @pytest.fixture(scope="session")
 def rater() -> Rater:
     return load_rater(TARIFFS)

@@ -90,7 +90,8 @@ def _database_reader(session: Session) -> Registry:
 
 def home_area_of(rater: Rater, msisdn: str, registered: str | None) -> str | None:
     """The home area rating uses: the registry's, else the number range's (dialing form)."""
-    return normalize_area(registered or rater.home_area(msisdn))  # rows stored before §9: "21"
+    area = registered or rater.home_area(msisdn)
+    return normalize_area(area) if area else None  # rows stored before §9: "21"
 
 
 def subscriber_out(row: Subscriber, rater: Rater) -> schemas.SubscriberOut:
@@ -154,7 +155,7 @@ def put_subscriber(
             f"packages not in any tariff version: {', '.join(unknown)}", field="packages"
         )
     try:
-        home_area = normalize_area(entry.home_area)
+        home_area = normalize_area(entry.home_area) if entry.home_area else None
     except Rejected as exc:
         raise InvalidInput(
             "home_area must be a China area code such as 021", field="home_area"

@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from service.ingest.cut import Incoming, decode_record, split_array, split_ndjson
-from service.rating.batch import RECORD_SCHEMA, TEXT_FIELDS
+from service.rating.batch import NULL_REFUSED, RECORD_SCHEMA, TEXT_FIELDS
 from service.rating.batch_kernels import cached_njit
 
 U8 = npt.NDArray[np.uint8]
@@ -60,6 +60,9 @@ if RECORD_SCHEMA.names != [*TEXT_FIELDS, DURATION_FIELD, PACKAGES_FIELD] or (
     RECORD_SCHEMA.field(DURATION_FIELD).type != pa.int64()
 ):
     raise ImportError("service.ingest.scan no longer matches batch.RECORD_SCHEMA")
+# An explicit null there is refused by parse_cdr: such a record is not taken (a column's null
+# would read as an absent field).
+_NULL_REFUSED = sum(1 << RECORD_SCHEMA.names.index(name) for name in NULL_REFUSED)
 FAST_SCHEMA = pa.schema([("index", pa.int64()), ("raw", pa.string()), *RECORD_SCHEMA])
 
 # Kernel status.
@@ -262,7 +265,9 @@ def _record(
             return -1, kept
         c = _byte(body, p)
         if c == _N:
-            if not _literal(body, p, _N, _U, _L, _L):
+            if not _literal(body, p, _N, _U, _L, _L) or (
+                field >= 0 and (_NULL_REFUSED >> field) & 1
+            ):
                 return -1, kept
             p += 4
         elif c == _QUOTE and field != text and field != text + 1:

@@ -31,7 +31,6 @@ from service.rating.cdr import (
     MAX_NAME_CHARS,
 )
 from service.rating.classify import (
-    HMT_CODES,
     INFORMATION_PREFIXES,
     IP_PREFIX_LEN,
     IP_PREFIXES,
@@ -42,8 +41,8 @@ from service.rating.classify import (
     MOBILE_SECOND_DIGITS,
     NANP_CODE,
     NANP_NATIONAL_DIGITS,
-    SERVICE_LENGTHS,
-    SERVICE_PREFIXES,
+    SHORT_FIRST_DIGITS,
+    SHORT_LENGTHS,
     SUBSCRIBER_FIRST_DIGITS,
     SUBSCRIBER_LENGTHS,
 )
@@ -143,6 +142,8 @@ RECORD_SCHEMA = pa.schema(
     ]
 )
 _INT64 = range(-(2**63), 2**63)
+# SPEC §3.1: fields whose explicit null is refused (in columns a null cell means absent).
+NULL_REFUSED = ("type", "visited_area")
 
 
 def _odd_text(values: list[Any]) -> Iterable[int]:
@@ -152,7 +153,8 @@ def _odd_text(values: list[Any]) -> Iterable[int]:
 def record_columns(records: Sequence[Mapping[str, Any]]) -> tuple[pa.Table, set[int]]:
     """JSON-decoded CDR objects -> RECORD_SCHEMA columns, and the rows whose values do not
     have the columns' types (text not a string, duration_s not an integer of 64 bits,
-    packages not a list of strings: `parse_cdr` decides those rows; they are nulls here).
+    packages not a list of strings, an explicit null where only absence is allowed:
+    `parse_cdr` decides those rows; they are nulls here).
 
     A type check comes first because Arrow converts leniently (60.5 to 60, "ab" to a list).
     As in `parse_cdr`, forward_kind counts only on a forwarded leg.
@@ -175,6 +177,8 @@ def record_columns(records: Sequence[Mapping[str, Any]]) -> tuple[pa.Table, set[
         for i, v in enumerate(packages)
         if v is not None and (type(v) is not list or any(type(p) is not str for p in v))
     )
+    # A column's null is an absent field; an explicit null `type` or `visited_area` is refused.
+    odd.update(i for i, r in enumerate(records) for name in NULL_REFUSED if r.get(name, 0) is None)
     for values in (*columns.values(), durations, packages):
         for i in odd:
             values[i] = None
@@ -331,6 +335,7 @@ class BatchRater:
                 self.group_region.append(region)
             groups.append(signatures[signature])
         night = [t.packages.get(NIGHT_PACKAGE) for t in book.tariffs]
+        free_numbers = sorted({n for t in book.tariffs for n in t.free_numbers})
         ip_prefixes = {dial.value: prefix for prefix, dial in IP_PREFIXES.items()}
         if any(len(prefix) != IP_PREFIX_LEN for prefix in ip_prefixes.values()):
             raise ValueError("the kernels strip IP prefixes of IP_PREFIX_LEN characters")
@@ -346,17 +351,23 @@ class BatchRater:
             split_region=_frozen(numbering.split_region),
             split_code=_frozen(np.isin(np.arange(1000), list(numbering.split_codes))),
             satellite_code=_code_set(SATELLITE_CODES),
-            hmt_area_code=_code_set(HMT_CODES),
             region_group=_frozen(np.array(groups, dtype=np.int64)),
             region_is_hmt=_frozen(np.array([r in HMT_REGIONS for r in region_names], np.bool_)),
             china_prefixes=_names(CHINA_PREFIXES),
             ip_prefixes=_names(ip_prefixes[name] for name in k.DIAL_NAMES[1:]),
-            service_prefixes=_names(SERVICE_PREFIXES),
+            free_numbers=_names(free_numbers),
+            free_in_version=_frozen(
+                np.array(
+                    [[n in t.free_number_set for n in free_numbers] for t in book.tariffs],
+                    np.bool_,
+                ).reshape(len(book.tariffs), len(free_numbers))
+            ),
             information_prefixes=_names(INFORMATION_PREFIXES),
             mobile_second_digit=_byte_set(MOBILE_SECOND_DIGITS),
             subscriber_first_digit=_byte_set(SUBSCRIBER_FIRST_DIGITS),
             subscriber_length=_length_set(SUBSCRIBER_LENGTHS),
-            service_length=_length_set(SERVICE_LENGTHS),
+            short_first_digit=_byte_set(SHORT_FIRST_DIGITS),
+            short_length=_length_set(SHORT_LENGTHS),
             tariff_from=_frozen(np.array(book.starts, dtype=np.int64)),
             tariff_until=_frozen(
                 np.array(

@@ -97,6 +97,8 @@ REASONS = (
     "callee.unassigned_nanp_area",
     "callee.invalid_foreign_length",
     "caller.not_china_mobile",
+    "callee.incomplete",
+    "callee.unknown_destination",
 )
 (
     ID_INVALID,
@@ -131,6 +133,8 @@ REASONS = (
     CALLEE_UNASSIGNED_NANP,
     CALLEE_FOREIGN_LENGTH,
     CALLER_NOT_CHINA_MOBILE,
+    CALLEE_INCOMPLETE,
+    CALLEE_UNKNOWN_DESTINATION,
 ) = range(len(REASONS))
 OK = -1
 
@@ -161,7 +165,6 @@ _ZERO, _NINE, _PLUS, _MINUS, _COLON, _DOT = 48, 57, 43, 45, 58, 46
 _T, _T_LOWER, _SPACE, _Z, _Z_LOWER, _ONE, _TWO = 84, 116, 32, 90, 122, 49, 50
 _CONTINUATION, _CONTINUATION_MASK, _ASCII_END = 0x80, 0xC0, 0x80
 SECONDS_PER_DAY = 86_400
-MINUTES_PER_DAY = 1440  # datetime's UTC offsets are strictly within one day
 
 
 class Names(NamedTuple):
@@ -250,17 +253,18 @@ class Tables(NamedTuple):
     split_region: npt.NDArray[np.int16]
     split_code: Bools  # by calling code value
     satellite_code: Bools  # by code length * 1000 + code value
-    hmt_area_code: Bools  # visited area codes that are HMT country codes, same indexing
     region_group: I64  # region index (satellite last) -> tier group
     region_is_hmt: Bools
     china_prefixes: Names
     ip_prefixes: Names  # in dial order after direct
-    service_prefixes: Names
+    free_numbers: Names  # of every version
+    free_in_version: npt.NDArray[np.bool_]  # (version, free number)
     information_prefixes: Names
     mobile_second_digit: Bools  # by byte value
     subscriber_first_digit: Bools  # by byte value
     subscriber_length: Bools  # by length
-    service_length: Bools  # by length
+    short_first_digit: Bools  # by byte value
+    short_length: Bools  # by length
     tariff_from: I64
     tariff_until: I64
     tariff_offset_s: I64
@@ -455,8 +459,8 @@ def _parse_start(data: U8, start: int, end: int, default_offset_s: int) -> tuple
     """cdr.parse_start: (valid, epoch seconds).
 
     Its regex and datetime.fromisoformat accept exactly "YYYY-MM-DD", T / t / space,
-    "hh:mm:ss", an optional fraction of 1-9 digits (truncated: the seconds are what count),
-    then Z / z, +hh:mm / -hh:mm within one day, or nothing (+08:00); no other characters
+    "hh:mm:ss", an optional fraction of 1 or more digits (the seconds are what count), then
+    Z / z, +hh:mm / -hh:mm with hh 00-23 and mm 00-59, or nothing (+08:00); no other characters
     (non-ASCII digits match \\d but fromisoformat refuses them). Every byte is checked
     against an ASCII character or digit below, so non-ASCII text fails without a scan.
     """
@@ -483,7 +487,7 @@ def _parse_start(data: U8, start: int, end: int, default_offset_s: int) -> tuple
         digits_end = position + 1
         while digits_end < end and _ZERO <= _byte(data, digits_end) <= _NINE:
             digits_end += 1
-        if not 1 <= digits_end - position - 1 <= 9:
+        if digits_end == position + 1:
             return False, 0
         position = digits_end
     rest = end - position
@@ -494,12 +498,9 @@ def _parse_start(data: U8, start: int, end: int, default_offset_s: int) -> tuple
     elif rest == 6 and (_byte(data, position) == _PLUS or _byte(data, position) == _MINUS):
         hours = _number(data, position + 1, 2)
         minutes = _number(data, position + 4, 2)
-        if hours < 0 or minutes < 0 or _byte(data, position + 3) != _COLON:
+        if not (0 <= hours <= 23 and 0 <= minutes <= 59) or _byte(data, position + 3) != _COLON:
             return False, 0
-        offset_minutes = hours * 60 + minutes
-        if offset_minutes >= MINUTES_PER_DAY:
-            return False, 0
-        offset_s = offset_minutes * 60 * (-1 if _byte(data, position) == _MINUS else 1)
+        offset_s = (hours * 60 + minutes) * 60 * (-1 if _byte(data, position) == _MINUS else 1)
     else:
         return False, 0
     if (
@@ -562,10 +563,11 @@ def _is_mobile(data: U8, start: int, end: int, t: Tables, lim: Limits) -> bool:
 
 
 @_kernel
-def _is_service(data: U8, start: int, end: int, t: Tables) -> bool:
-    """classify._is_service."""
-    return t.service_length[min(end - start, len(t.service_length) - 1)] and (
-        _prefix(data, start, end, t.service_prefixes) >= 0
+def _is_short(data: U8, start: int, end: int, t: Tables) -> bool:
+    """classify._is_short."""
+    return (
+        t.short_length[min(end - start, len(t.short_length) - 1)]
+        and _entry(t.short_first_digit, _byte(data, start)) != 0
     )
 
 
@@ -580,7 +582,7 @@ def _mobile(data: U8, start: int, dial: int, t: Tables, lim: Limits) -> Target:
 
 @_kernel
 def _area_number(data: U8, start: int, end: int, dial: int, t: Tables, lim: Limits) -> Target:
-    """classify._area_number: area code (no trunk 0) + subscriber or service number."""
+    """classify._area_number: area code (no trunk 0) + subscriber or short number."""
     if end - start < 3:
         return _rejected(CALLEE_INVALID_NUMBER)
     area = _entry(t.area_by_digits, _number(data, start, 3))
@@ -597,14 +599,16 @@ def _area_number(data: U8, start: int, end: int, dial: int, t: Tables, lim: Limi
         t.subscriber_length[min(end - subscriber, len(t.subscriber_length) - 1)]
         and _entry(t.subscriber_first_digit, _byte(data, subscriber)) != 0
     )
-    if not (ordinary or _is_service(data, subscriber, end, t)):
+    if not (ordinary or _is_short(data, subscriber, end, t)):
         return _rejected(CALLEE_INVALID_NUMBER)
     return OK, dial, -1, False, area, False, 0
 
 
 @_kernel
-def _domestic(data: U8, start: int, end: int, dial: int, t: Tables, lim: Limits) -> Target:
-    """classify._domestic."""
+def _domestic(
+    data: U8, start: int, end: int, dial: int, version: int, t: Tables, lim: Limits
+) -> Target:
+    """classify._domestic, with the free numbers of the version in force."""
     length = end - start
     if _byte(data, start) == _ZERO:
         if length == lim.mobile_len + 1 and _is_mobile(data, start + 1, end, t, lim):
@@ -619,8 +623,10 @@ def _domestic(data: U8, start: int, end: int, dial: int, t: Tables, lim: Limits)
         and _entry(t.subscriber_first_digit, _byte(data, start)) != 0
     ):
         return OK, dial, -1, False, lim.no_index, False, 0
-    if _is_service(data, start, end, t):
-        return OK, dial, -1, True, lim.no_index, False, 0
+    if _is_short(data, start, end, t):
+        free = _match(data, start, end, t.free_numbers)
+        special = free >= 0 and t.free_in_version[version, free]
+        return OK, dial, -1, special, lim.no_index, False, 0
     return _rejected(CALLEE_INVALID_NUMBER)
 
 
@@ -659,7 +665,8 @@ def _foreign(data: U8, start: int, end: int, dial: int, t: Tables, lim: Limits) 
             return _rejected(CALLEE_FOREIGN_LENGTH)
         region = _entry(t.split_region, code * 1000 + _number(data, start + code_len, 3))
         if region == lim.no_index:
-            return _rejected(CALLEE_UNASSIGNED_NANP)
+            nanp = code_len == 1 and code == lim.nanp_code
+            return _rejected(CALLEE_UNASSIGNED_NANP if nanp else CALLEE_UNKNOWN_DESTINATION)
     else:
         region = _entry(t.country_region, code)
         if region == lim.no_index:
@@ -669,7 +676,9 @@ def _foreign(data: U8, start: int, end: int, dial: int, t: Tables, lim: Limits) 
 
 
 @_inlined
-def _classify_callee(data: U8, start: int, end: int, t: Tables, lim: Limits) -> Target:
+def _classify_callee(
+    data: U8, start: int, end: int, version: int, t: Tables, lim: Limits
+) -> Target:
     """classify.classify_callee (SPEC §4 steps 1-4 and 7)."""
     if end == start:
         return _rejected(CALLEE_EMPTY)
@@ -681,7 +690,9 @@ def _classify_callee(data: U8, start: int, end: int, t: Tables, lim: Limits) -> 
     dial = DIRECT
     for k in range(len(t.ip_prefixes.offsets) - 1):
         length = t.ip_prefixes.offsets[k + 1] - t.ip_prefixes.offsets[k]
-        if end - start > length and _starts_with(data, start, end, t.ip_prefixes, k):
+        if end - start >= length and _starts_with(data, start, end, t.ip_prefixes, k):
+            if end - start == length:
+                return _rejected(CALLEE_INCOMPLETE)  # a bare IP prefix
             dial = IP17951 + k
             start += length
             break
@@ -711,7 +722,7 @@ def _classify_callee(data: U8, start: int, end: int, t: Tables, lim: Limits) -> 
         and _byte(data, start + 2) == _ONE
     ):
         return _mobile(data, start + 2, dial, t, lim)  # "861" + 10 digits
-    return _domestic(data, start, end, dial, t, lim)
+    return _domestic(data, start, end, dial, version, t, lim)
 
 
 @_kernel
@@ -730,8 +741,6 @@ def _visited_index(data: U8, start: int, end: int, t: Tables, lim: Limits) -> in
     """classify.visited_area_index via NumberingPlan.area_index: area, or -2 - kernel reason."""
     length = end - start
     value = _number(data, start, length)
-    if t.hmt_area_code[length * 1000 + value]:
-        return -2 - VISITED_INTERNATIONAL
     two = _byte(data, start) == _TWO or (
         length >= 2 and _byte(data, start) == _ONE and _byte(data, start + 1) == _ZERO
     )
@@ -851,10 +860,11 @@ def _case_of(
         if kind < 0:
             return _reject(FORWARD_KIND_INVALID)
         leg_kind = FORWARDED + kind
-    # cdr.normalize_area: absent or "" is not roaming; "+..." / "00..." is abroad.
+    # cdr.normalize_area: absent (a null cell) is not roaming, "" is refused, "+..." / "00..."
+    # is abroad. The JSON decoders send an explicit null to parse_cdr (it is refused too).
     present, visited_start, visited_end = _text_span(columns.visited_area, row)
-    roaming_given = present and visited_end > visited_start
-    if present and not columns.visited_area.is_text:
+    roaming_given = present
+    if present and not (columns.visited_area.is_text and visited_end > visited_start):
         return _reject(VISITED_INVALID)
     if roaming_given:
         data = columns.visited_area.data
@@ -940,7 +950,7 @@ def _case_of(
         key = _key(version, plan, leg_kind, DIRECT, 0, 0, roaming, 0, lim)
         return OK, key, version, INCOMING, DIRECT, roaming, epoch
     reason, dial, foreign, special, area, on_net, region = _classify_callee(
-        columns.callee.data, callee_start, callee_end, t, lim
+        columns.callee.data, callee_start, callee_end, version, t, lim
     )
     if reason != OK:
         return _reject(reason)

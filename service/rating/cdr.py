@@ -30,8 +30,10 @@ MAX_NAME_CHARS = 64
 DEFAULT_OFFSET = timezone(timedelta(hours=8))  # SPEC §1: no offset means +08:00
 CHINA_PREFIXES = ("+86", "0086", "86")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# SPEC §3.1: offset hours 00-23 and minutes 00-59; any number of fraction digits.
 _RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})?$"
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?$",
+    re.ASCII,
 )
 
 
@@ -86,7 +88,7 @@ def parse_start(value: object) -> datetime:
     text = value.upper()
     if "." in text:  # Python parses at most 6 fractional digits; the seconds are what count
         head, _, tail = text.partition(".")
-        digits = re.match(r"\d+", tail)
+        digits = re.match(r"[0-9]+", tail)
         assert digits is not None
         text = head + "." + digits.group()[:6].ljust(6, "0") + tail[digits.end() :]
     try:
@@ -107,9 +109,9 @@ def _duration(value: object) -> int:
 
 
 def _leg(raw: Mapping[str, Any]) -> tuple[Leg, ForwardKind | None]:
-    value = raw.get("type")
-    if value is None:
+    if "type" not in raw:  # only an absent type is an originating leg; null is refused
         return Leg.ORIGINATING, None
+    value = raw["type"]
     try:
         leg = Leg(value)
     except ValueError as exc:
@@ -125,11 +127,11 @@ def _leg(raw: Mapping[str, Any]) -> tuple[Leg, ForwardKind | None]:
         raise Rejected("forward_kind.invalid") from exc
 
 
-def normalize_area(value: object) -> str | None:
-    """An area code such as "021" or "21" -> dialing form "021"; None when absent."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
+def normalize_area(value: object) -> str:
+    """An area code such as "021" or "21" -> dialing form "021".
+
+    "" and null are refused: a blanked field must never bill a roaming call as a home call."""
+    if not isinstance(value, str) or not value:
         raise Rejected("visited_area.invalid")
     code = value
     if code.startswith(("+", "00")):
@@ -187,7 +189,7 @@ def parse_cdr(raw: object, *, require_id: bool) -> CallRecord:
         duration_s=duration_s,
         leg=leg,
         forward_kind=forward_kind,
-        visited_area=normalize_area(raw.get("visited_area")),
+        visited_area=normalize_area(raw["visited_area"]) if "visited_area" in raw else None,
         plan=_plan(raw.get("plan")),
         packages=_packages(raw.get("packages")),
     )

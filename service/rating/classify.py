@@ -22,14 +22,15 @@ MOBILE_LEN = 11
 MOBILE_SECOND_DIGITS = "3456789"
 SUBSCRIBER_FIRST_DIGITS = "23456789"
 SUBSCRIBER_LENGTHS = (7, 8)
-SERVICE_LENGTHS = (3, 4, 5)
-SERVICE_PREFIXES = ("1", "95", "96")  # 110, 10086, 12315, 95xxx, 96xxx
+# SPEC §4 step 4: a short number (114, 12580, 95588, 96110 ...) is a number of an area; only the
+# tariff's free_numbers (110, 10086 ...) are free when dialed bare.
+SHORT_LENGTHS = (3, 4, 5, 6)
+SHORT_FIRST_DIGITS = "19"
 INFORMATION_PREFIXES = ("160", "168")
 MAX_E164_DIGITS = 15
 MIN_FOREIGN_NATIONAL_DIGITS = 4
 NANP_NATIONAL_DIGITS = 10
 NANP_CODE = "1"
-HMT_CODES = ("852", "853", "886")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +61,17 @@ def check_number_syntax(number: str) -> None:
         raise Rejected("callee.invalid_characters")
 
 
-def classify_callee(callee: str, numbering: NumberingPlan) -> Target:
-    """SPEC §4 steps 1-4 and 7 for the dialed digits."""
+def classify_callee(callee: str, numbering: NumberingPlan, free_numbers: frozenset[str]) -> Target:
+    """SPEC §4 steps 1-4 and 7 for the dialed digits; `free_numbers` are the tariff's (R9)."""
     if not callee:
         raise Rejected("callee.empty")
     if len(callee) > MAX_NUMBER_CHARS:
         raise Rejected("callee.too_long")
     dial = Dial.DIRECT
     rest = callee
-    if len(rest) > IP_PREFIX_LEN and rest[:IP_PREFIX_LEN] in IP_PREFIXES:
+    if rest[:IP_PREFIX_LEN] in IP_PREFIXES:
+        if len(rest) == IP_PREFIX_LEN:
+            raise Rejected("callee.incomplete")  # a bare IP prefix (SPEC §4 step 4)
         dial, rest = IP_PREFIXES[rest[:IP_PREFIX_LEN]], rest[IP_PREFIX_LEN:]
     international: str | None = None
     if rest.startswith("+"):
@@ -87,15 +90,15 @@ def classify_callee(callee: str, numbering: NumberingPlan) -> Target:
         return _foreign(dial, international, numbering)
     if len(rest) == MOBILE_LEN + 2 and rest.startswith("861"):
         return _mobile(dial, rest[2:], numbering)
-    return _domestic(dial, rest, numbering)
+    return _domestic(dial, rest, numbering, free_numbers)
 
 
 def _is_mobile(digits: str) -> bool:
     return len(digits) == MOBILE_LEN and digits[0] == "1" and digits[1] in MOBILE_SECOND_DIGITS
 
 
-def _is_service(digits: str) -> bool:
-    return len(digits) in SERVICE_LENGTHS and digits.startswith(SERVICE_PREFIXES)
+def _is_short(digits: str) -> bool:
+    return len(digits) in SHORT_LENGTHS and digits[0] in SHORT_FIRST_DIGITS
 
 
 def _after_86(dial: Dial, national: str, numbering: NumberingPlan) -> Target:
@@ -113,7 +116,9 @@ def _mobile(dial: Dial, number: str, numbering: NumberingPlan) -> Target:
     return Target(dial, None, False, area, on_net, None)
 
 
-def _domestic(dial: Dial, digits: str, numbering: NumberingPlan) -> Target:
+def _domestic(
+    dial: Dial, digits: str, numbering: NumberingPlan, free_numbers: frozenset[str]
+) -> Target:
     if digits.startswith("0"):
         if len(digits) == MOBILE_LEN + 1 and _is_mobile(digits[1:]):
             return _mobile(dial, digits[1:], numbering)
@@ -124,13 +129,13 @@ def _domestic(dial: Dial, digits: str, numbering: NumberingPlan) -> Target:
         return _mobile(dial, digits, numbering)
     if len(digits) in SUBSCRIBER_LENGTHS and digits[0] in SUBSCRIBER_FIRST_DIGITS:
         return Target(dial, None, False, NO_INDEX, False, None)
-    if _is_service(digits):
-        return Target(dial, None, True, NO_INDEX, False, None)
+    if _is_short(digits):  # free, or a call to the caller's current area
+        return Target(dial, None, digits in free_numbers, NO_INDEX, False, None)
     raise Rejected("callee.invalid_number")
 
 
 def _area_number(dial: Dial, digits: str, numbering: NumberingPlan) -> Target:
-    """Area code (without trunk 0) + subscriber or service number."""
+    """Area code (without trunk 0) + subscriber or short number: a normal call to that area."""
     if len(digits) < 3:
         raise Rejected("callee.invalid_number")
     area = int(numbering.area_by_digits[int(digits[:3])])
@@ -140,7 +145,7 @@ def _area_number(dial: Dial, digits: str, numbering: NumberingPlan) -> Target:
     if subscriber.startswith(INFORMATION_PREFIXES):
         raise Rejected("callee.information_line")
     ordinary = len(subscriber) in SUBSCRIBER_LENGTHS and subscriber[0] in SUBSCRIBER_FIRST_DIGITS
-    if not (ordinary or _is_service(subscriber)):
+    if not (ordinary or _is_short(subscriber)):
         raise Rejected("callee.invalid_number")
     return Target(dial, None, False, area, False, None)
 
@@ -158,8 +163,10 @@ def _foreign(dial: Dial, digits: str, numbering: NumberingPlan) -> Target:
         if code == NANP_CODE and len(national) != NANP_NATIONAL_DIGITS:
             raise Rejected("callee.invalid_foreign_length")
         region_index = int(numbering.split_region[int(code) * 1000 + int(national[:3])])
-        if region_index == NO_INDEX:
+        if region_index == NO_INDEX and code == NANP_CODE:
             raise Rejected("callee.unassigned_nanp_area")
+        if region_index == NO_INDEX:  # +7 digits in neither Russia nor Kazakhstan (SPEC §9)
+            raise Rejected("callee.unknown_destination")
     else:
         region_index = int(numbering.country_region[int(code)])
         if region_index == NO_INDEX:  # a code length is known only for assigned codes
@@ -170,9 +177,8 @@ def _foreign(dial: Dial, digits: str, numbering: NumberingPlan) -> Target:
 
 
 def visited_area_index(visited: str, numbering: NumberingPlan) -> int:
-    """Area index of a visited area code in dialing form ("021")."""
-    if visited.removeprefix("0") in HMT_CODES:
-        raise Rejected("visited_area.international_roaming")
+    """Area index of a visited area code in dialing form ("021"): always a Chinese area
+    ("0886" is 怒江, never Taiwan; SPEC §4 step 6)."""
     area = numbering.area_index(visited)
     if area == NO_INDEX:
         raise Rejected("visited_area.unknown_area_code")

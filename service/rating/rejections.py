@@ -24,6 +24,8 @@ REASONS: dict[str, str] = {
     "callee.information_line": "callee is an information line (160x, 168x): outside this tariff",
     "callee.unknown_country_code": "callee's country calling code does not exist",
     "callee.unassigned_nanp_area": "callee's +1 area code is assigned to no country",
+    "callee.unknown_destination": "callee's number belongs to no country of the numbering plan",
+    "callee.incomplete": "callee is an IP prefix (17951, 12593) with no number after it",
     "callee.invalid_foreign_length": "callee's international number has the wrong length",
     "callee.ip_prefix_on_forward": "callee: a forwarded-to number cannot carry an IP prefix",
     "callee.no_rate_12593_foreign_national_roaming": (

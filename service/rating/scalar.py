@@ -110,7 +110,7 @@ class Rater:
         if call.leg is Leg.TERMINATING:
             check_number_syntax(call.callee)
             return _case(tariff, plan, call, Dial.DIRECT, None, None, roaming)
-        target = classify_callee(call.callee, numbering)
+        target = classify_callee(call.callee, numbering, tariff.free_number_set)
         area = current if target.area == NO_INDEX else target.area
         forwarded = call.leg is Leg.FORWARDED
         if target.special and not forwarded:

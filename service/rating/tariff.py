@@ -25,6 +25,12 @@ from pydantic import (
 Fen = Annotated[int, Field(ge=0, le=1_000_000)]
 # TOML arrays are lists; a frozen tariff keeps them as tuples.
 RegionList = Annotated[tuple[Annotated[str, Field(pattern=r"^[A-Z]{2}$")], ...], Strict(False)]
+# SPEC §4 step 4: the closed list of numbers that are free dialed bare (R9).
+FreeNumbers = Annotated[
+    tuple[Annotated[str, Field(pattern=r"^[19][0-9]{2,5}$")], ...],
+    Strict(False),
+    Field(min_length=1),
+]
 SECONDS_PER_DAY = 86_400
 
 
@@ -137,6 +143,7 @@ class Tariff(_Data):
     ip17951: Ip17951
     ip12593: Ip12593
     forwarding: Forwarding
+    free_numbers: FreeNumbers
     packages: dict[Annotated[str, Field(pattern=r"^[a-z0-9_]+$")], Package]
     plans: dict[Annotated[str, Field(pattern=r"^[a-z0-9_]+$")], Plan]
 
@@ -163,6 +170,11 @@ class Tariff(_Data):
         if not self.plans:
             raise ValueError("plans: at least one plan is needed")
         return self
+
+    @cached_property
+    def free_number_set(self) -> frozenset[str]:
+        """free_numbers as a set, for lookups."""
+        return frozenset(self.free_numbers)
 
     @cached_property
     def from_epoch_s(self) -> int:

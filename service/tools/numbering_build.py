@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import phonenumbers
-from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumber
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumber
 from phonenumbers.carrierdata import CARRIER_DATA
 from phonenumbers.geodata import GEOCODE_DATA
 from phonenumbers.geodata.locale import LOCALE_DATA
@@ -42,8 +42,9 @@ PROVINCES = (
 _PROVINCE_SUFFIX = re.compile(r"^(?:壮族自治区|回族自治区|维吾尔自治区|自治区|省|市)")
 _CITY_SUFFIX = re.compile(r"(?:市|地区|林区|盟|自治州|自治县)$")
 
-# Sample subscriber digits used to ask phonenumbers which region owns a +1 area code.
-_NANP_SAMPLES = ("2345678", "5550100", "2000000", "3456789", "4567890", "6789012", "9012345")
+# Sample subscriber digits used to ask phonenumbers which region owns a +1 area code or the
+# first three digits after +7.
+_SAMPLES = ("2345678", "5550100", "2000000", "3456789", "4567890", "6789012", "9012345")
 # Country codes whose region depends on the digits after them (SPEC §4 step 3).
 SPLIT_COUNTRY_CODES = (1, 7)
 
@@ -221,7 +222,7 @@ def build_countries(report: BuildReport) -> list[tuple[str, str]]:
             rows.append((str(code), regions[0]))
             continue
         for following in range(1000):
-            region = _split_region(code, regions, f"{following:03d}")
+            region = _split_region(code, f"{following:03d}")
             if region is None:
                 report.nanp_unassigned += code == 1 and following >= 200
                 continue
@@ -229,26 +230,19 @@ def build_countries(report: BuildReport) -> list[tuple[str, str]]:
     return rows
 
 
-def _split_region(code: int, regions: tuple[str, ...], following: str) -> str | None:
-    if code == 1:
-        if following[0] in "01":
-            return None
-        for sample in _NANP_SAMPLES:
-            number = PhoneNumber(country_code=1, national_number=int(following + sample))
-            region: str | None = phonenumbers.region_code_for_number(number)
-            if region:
-                return region
+def _split_region(code: int, following: str) -> str | None:
+    """The region phonenumbers gives numbers of +1 / +7 beginning with `following`, or None:
+    no +1 area code starts with 0 or 1, and no national number of +7 with 0 (its integer
+    form would lose the digit). +7 digits placed in neither Russia nor Kazakhstan (+7 6...)
+    are unassigned, as +1 area codes are (SPEC §9)."""
+    if following[0] in ("01" if code == 1 else "0"):
         return None
-    # +7: Kazakhstan's metadata names its leading digits; the rest is Russia.
-    for region in regions[1:]:
-        metadata = PhoneMetadata.metadata_for_region(region)
-        if (
-            metadata is not None
-            and metadata.leading_digits
-            and re.match(metadata.leading_digits, following)
-        ):
+    for sample in _SAMPLES:
+        number = PhoneNumber(country_code=code, national_number=int(following + sample))
+        region: str | None = phonenumbers.region_code_for_number(number)
+        if region:
             return region
-    return regions[0]
+    return None
 
 
 def region_name_zh(region: str) -> str:

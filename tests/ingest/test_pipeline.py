@@ -24,7 +24,7 @@ from service.rating.batch import BatchRater
 from service.rating.scalar import Rater, SubscriberProfile
 from service.security import Actor
 from service.tools.bench import generate_cdrs
-from tests.conftest import golden_cases
+from tests.conftest import column_record, golden_cases
 from tests.rating.test_batch import decision_rows
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -49,6 +49,9 @@ ODD_VALUES: list[Any] = [
     {"type": "originating", "forward_kind": 5},  # ignored off a forwarded leg
     {"type": "forwarded", "forward_kind": 5},
     {"visited_area": 21},
+    {"visited_area": None},  # refused: only an absent visited_area is "not roaming"
+    {"visited_area": ""},
+    {"type": None},  # refused: only an absent type is originating
     {"plan": {"name": "gotone"}},
     {"plan": False},
     {"packages": "ld_night"},
@@ -74,7 +77,8 @@ def _records(rater: Rater) -> list[bytes]:
         "start": "2010-03-01T23:30:00+08:00",
         "duration_s": 125,
     }
-    values: list[Any] = [*decision_rows(), *generate_cdrs(rater, 1500, seed=9).to_pylist()]
+    rows = [*decision_rows(), *generate_cdrs(rater, 1500, seed=9).to_pylist()]
+    values: list[Any] = [column_record(row) for row in rows]
     values += [{**base, **odd} for odd in ODD_VALUES]
     lines = [
         json.dumps({"id": f"r{index}", **value}, sort_keys=True).encode()  # any integer

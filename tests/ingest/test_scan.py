@@ -24,7 +24,7 @@ from service.ingest.cut import (
 )
 from service.ingest.scan import FAST_SCHEMA, scan_body, warm_scanner
 from service.rating import load_rater
-from service.rating.batch import RECORD_SCHEMA, record_columns
+from service.rating.batch import NULL_REFUSED, RECORD_SCHEMA, record_columns
 from service.tools.bench import generate_cdrs
 from service.tools.loadtest import record
 from tests.conftest import TARIFFS
@@ -83,10 +83,15 @@ def check_records(
 
 @cache
 def generated_records() -> list[dict[str, Any]]:
-    """bench.generate_cdrs rows as a switch would send them (absent fields left out)."""
+    """bench.generate_cdrs rows as a switch would send them (absent fields left out, or
+    null where null means absent)."""
     rows = generate_cdrs(load_rater(TARIFFS), 300, seed=11).to_pylist()
     return [
-        {key: value for key, value in row.items() if value is not None or i % 2}
+        {
+            key: value
+            for key, value in row.items()
+            if value is not None or (i % 2 and key not in NULL_REFUSED)
+        }
         for i, row in enumerate(rows)
     ]
 

@@ -17,14 +17,14 @@ from service.rating.batch import BatchRater
 from service.rating.rejections import Rejected
 from service.rating.scalar import Rater
 from service.tools.bench import generate_cdrs
-from tests.conftest import TARIFFS
+from tests.conftest import TARIFFS, column_record
 
 
 def expected(rater: Rater, table: pa.Table) -> tuple[dict[str, int], dict[str, str]]:
     charges, reasons = {}, {}
     for raw in table.to_pylist():
         try:
-            charges[raw["id"]] = rater.rate_raw(raw).charge_fen
+            charges[raw["id"]] = rater.rate_raw(column_record(raw)).charge_fen
         except Rejected as rejection:
             reasons[raw["id"]] = rejection.code
     return charges, reasons

@@ -20,7 +20,7 @@ from service.rating.pricing import charge_fen
 from service.rating.rejections import Rejected
 from service.rating.scalar import Rater, SubscriberProfile
 from service.tools.bench import generate_cdrs
-from tests.conftest import golden_cases
+from tests.conftest import column_record, golden_cases
 
 SCHEMA = pa.schema(
     [
@@ -48,7 +48,7 @@ def scalar_outcome(
     rater: Rater, raw: dict[str, Any], subscriber: SubscriberProfile | None = None
 ) -> Outcome:
     try:
-        rating = rater.rate_raw(raw, subscriber=subscriber)
+        rating = rater.rate_raw(column_record(raw), subscriber=subscriber)
     except Rejected as rejection:
         return (None, None, None, None, rejection.code)
     return (rating.charge_fen, rating.call_class, rating.dial, rating.roaming, None)
@@ -246,6 +246,9 @@ CALLEES = st.one_of(
                 "179510087077",
                 "12593008816",
                 "12593+852",
+                "9",
+                "+7",
+                "+76",
             ]
         ),
         DIGITS,
@@ -425,7 +428,7 @@ def test_required_ids_are_counted_in_characters(rater: Rater, batch_rater: Batch
     expected = []
     for raw in table.to_pylist():
         try:
-            rater.rate_raw(raw, require_id=True)
+            rater.rate_raw(column_record(raw), require_id=True)
             expected.append(None)
         except Rejected as rejection:
             expected.append(rejection.code)
@@ -487,10 +490,11 @@ def test_kernels_run_where_no_jit_cache_can_be_written() -> None:
 
 
 def decision_rows() -> list[dict[str, Any]]:
-    """Every combination that the SPEC §9 decisions turn on (3,600 rows): callers in and
-    outside China Mobile, IP prefixes before local / LD / foreign / satellite / service
-    numbers, a `+` after a prefix, forwarded legs to on-net, off-net and service numbers,
-    ld_night windows, visited areas with and without the trunk 0, both timestamp separators,
+    """Every combination that the SPEC §9 decisions turn on (6,480 rows): callers in and
+    outside China Mobile, IP prefixes before local / LD / foreign / satellite / free and short
+    numbers, bare IP prefixes, unplaced +7 numbers, visited 886 (Nujiang), a `+` after a
+    prefix, forwarded legs to on-net, off-net and service numbers, ld_night windows, visited
+    areas with and without the trunk 0, both timestamp separators,
     both tariff versions, and 0 to 4 s and longer durations."""
     callers = ["13800138000", "+8613411150000", "18612345678", "13000101234"]
     callees = [
@@ -499,6 +503,8 @@ def decision_rows() -> list[dict[str, Any]]:
         *(f"{p}{n}" for p in ("", "17951", "12593") for n in ("00870773112345", "+85223456789")),
         "10086",
         "01010086",
+        *("110", "12580", "95588", "114", "123456", "17951", "12593"),  # free or local, bare
+        *("1795112580", "1259395588", "02112580", "+76123456789"),
         "13901234567",
         "13000101234",
         "13402001234",
@@ -513,7 +519,7 @@ def decision_rows() -> list[dict[str, Any]]:
     starts = ["2010-03-01 23:30:00", "2010-03-01T10:00:00+08:00", "2009-06-01 23:30:00+08:00"]
     rows = []
     for index, (caller, callee, leg, visited, start) in enumerate(
-        itertools.product(callers, callees, legs, (None, "21", "020", "0755"), starts)
+        itertools.product(callers, callees, legs, (None, "21", "020", "0755", "886"), starts)
     ):
         rows.append(
             {

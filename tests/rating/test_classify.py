@@ -21,7 +21,6 @@ CLASSIFIED = [
     # step 1: one IP prefix stripped
     ("1795102188001234", "domestic_ld", "17951"),
     ("1259302188001234", "domestic_ld", "12593"),
-    ("17951", "special", "direct"),  # the prefix alone is a service number
     # step 2: +86 / 0086 / 86 + mobile are domestic
     ("+8613901234567", "local", "direct"),
     ("008613901234567", "local", "direct"),
@@ -54,8 +53,21 @@ CLASSIFIED = [
     ("10086", "special", "direct"),
     ("1259310086", "special", "12593"),  # SPEC §9: free; dial reports the prefix
     ("17951110", "special", "17951"),
-    ("12315", "special", "direct"),
-    ("95588", "special", "direct"),
+    ("112", "special", "direct"),
+    # SPEC §4 step 4: any other short number is a call to the caller's current area
+    ("12315", "local", "direct"),
+    ("95588", "local", "direct"),
+    ("96110", "local", "direct"),
+    ("114", "local", "direct"),
+    ("123", "local", "direct"),
+    ("1000", "local", "direct"),
+    ("12580", "local", "direct"),
+    ("123456", "local", "direct"),  # 6 digits
+    ("911", "local", "direct"),
+    ("1795112580", "local", "17951"),
+    ("1259312580", "local", "12593"),
+    ("02112580", "domestic_ld", "direct"),  # area code + short number: that area
+    ("021123456", "domestic_ld", "direct"),
     ("02110086", "domestic_ld", "direct"),  # area code + service number
     ("01010086", "local", "direct"),
     # step 5: local = the caller's current area
@@ -80,8 +92,7 @@ def test_caller_formats_are_one_subscriber(rater: Rater) -> None:
 @pytest.mark.parametrize(
     ("visited", "roaming"),
     [
-        (None, "home"),
-        ("", "home"),
+        (None, "home"),  # absent
         ("010", "home"),  # visiting the home area is not roaming
         ("10", "home"),
         ("021", "national"),
@@ -89,7 +100,10 @@ def test_caller_formats_are_one_subscriber(rater: Rater) -> None:
     ],
 )
 def test_roaming_state(rater: Rater, visited: str | None, roaming: str) -> None:
-    rating = rater.rate_raw({**BASE, "callee": "10086", "visited_area": visited})
+    request = {**BASE, "callee": "10086"}
+    if visited is not None:
+        request["visited_area"] = visited
+    rating = rater.rate_raw(request)
     assert rating.roaming == roaming
 
 
@@ -123,7 +137,11 @@ REJECTED = [
     ({"callee": "0212345"}, "callee.invalid_number"),  # subscriber part too short
     ({"callee": "021"}, "callee.invalid_number"),
     ({"callee": "1234567"}, "callee.invalid_number"),
-    ({"callee": "123456"}, "callee.invalid_number"),
+    ({"callee": "12345678"}, "callee.invalid_number"),  # 8 digits beginning with 1
+    ({"callee": "17951"}, "callee.incomplete"),  # a bare IP prefix
+    ({"callee": "12593"}, "callee.incomplete"),
+    ({"callee": "+76123456789"}, "callee.unknown_destination"),  # +7 6: no country (SPEC §9)
+    ({"callee": "+70123456789"}, "callee.unknown_destination"),
     ({"callee": "12"}, "callee.invalid_number"),
     ({"callee": "13000030000"}, "callee.unknown_mobile_prefix"),
     ({"callee": "1600123"}, "callee.information_line"),
@@ -164,8 +182,11 @@ REJECTED = [
     ({"type": "forwarded", "forward_kind": "busy"}, "forward_kind.invalid"),
     ({"visited_area": "00852"}, "visited_area.international_roaming"),
     ({"visited_area": "+1"}, "visited_area.international_roaming"),
-    ({"visited_area": "852"}, "visited_area.international_roaming"),
-    ({"visited_area": "0852"}, "visited_area.international_roaming"),
+    ({"visited_area": ""}, "visited_area.invalid"),  # a blanked field (SPEC §3.1)
+    ({"visited_area": None}, "visited_area.invalid"),
+    ({"type": None}, "type.invalid"),  # only an absent type is originating
+    ({"start": "2010-03-01T10:00:00+08:60"}, "start.invalid"),  # offset minutes 00-59
+    ({"start": "2010-03-01T10:00:00+24:00"}, "start.invalid"),  # offset hours 00-23
     ({"visited_area": "021x"}, "visited_area.invalid"),
     ({"visited_area": 21}, "visited_area.invalid"),
     ({"visited_area": "0110"}, "visited_area.unknown_area_code"),
@@ -179,7 +200,6 @@ REJECTED = [
 @pytest.mark.parametrize(("overrides", "code"), REJECTED)
 def test_rejection(rater: Rater, overrides: dict[str, Any], code: str) -> None:
     request = {**BASE, "callee": "02188001234", **overrides}
-    request = {k: v for k, v in request.items() if v is not None}
     with pytest.raises(Rejected) as caught:
         rater.rate_raw(request)
     assert caught.value.code == code

@@ -20,7 +20,7 @@ from service.rating.rejections import Rejected
 from service.rating.result import Rating
 from service.rating.scalar import Rater
 from service.tools.bench import generate_cdrs
-from tests.conftest import golden_cases
+from tests.conftest import column_record, golden_cases
 from tests.rating.test_batch import decision_rows
 
 BASE: dict[str, Any] = {
@@ -814,7 +814,7 @@ def test_explanations_of_10000_generated_cdrs(rater: Rater) -> None:
     ratings = []
     for raw in rows:
         try:
-            ratings.append(rater.rate_raw(raw))
+            ratings.append(rater.rate_raw(column_record(raw)))
         except Rejected:
             continue
     assert len(ratings) > 10_000
