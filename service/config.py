@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     db_statement_timeout_s: float = 5.0  # PG statement_timeout (+0.5 s client side); SQLite busy
     db_pool_timeout_s: float = 2.0  # waiting for a pooled connection
     readyz_timeout_s: float = 1.5  # /readyz answers 503 after this
+    # how often a running server looks for newly published tariff versions (SPEC §7: a new
+    # version is used within 5 s, without a restart)
+    tariffs_poll_s: float = Field(default=2.0, gt=0, le=4.0)
     log_format: Literal["text", "json"] = "text"  # request log lines on stderr
     # prometheus_client's own variable: with several workers each writes its metrics there
     # and /metrics sums them (`callrate serve --workers N` sets it when unset)

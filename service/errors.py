@@ -60,6 +60,12 @@ class InvalidInput(DomainError):
     code = "input.invalid"
 
 
+class Conflict(DomainError):
+    """What was sent contradicts what is stored and may never change (a published tariff)."""
+
+    code = "conflict"
+
+
 class DatabaseUnavailable(DomainError):
     """The database is unreachable, frozen or too slow: retry after Retry-After seconds."""
 

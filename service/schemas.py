@@ -263,6 +263,19 @@ class TariffOut(BaseModel):
     )
     plans: list[PlanOut]
     packages: list[PackageOut]
+    free_numbers: list[str] = Field(description="numbers free when dialed bare (R9)")
+    digest: str = Field(
+        examples=["sha256:e716836a…"], description="sha256 of the version's content (SPEC §7)"
+    )
+    published_at: datetime
+    published_by: str = Field(description='the publishing key id, "cli" or "db upgrade"')
+
+
+class TariffPublished(BaseModel):
+    """POST /v1/tariffs: the version as published, and whether this request published it."""
+
+    published: bool = Field(description="false: the same content was published already")
+    tariff: TariffOut
 
 
 class AuditOut(BaseModel):

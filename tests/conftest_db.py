@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,6 +98,27 @@ class Api:
     def put(self, url: str, *, role: str | None = None, **kwargs: Any) -> httpx.Response:
         """PUT."""
         return self.request("PUT", url, role=role, **kwargs)
+
+    def publish(self, *paths: Path) -> list[httpx.Response]:
+        """POST each tariff file to /v1/tariffs (admin), then wait until the app rates with
+        the published versions: a new one within 5 s (SPEC §7)."""
+        answers = [
+            self.post(
+                "/v1/tariffs",
+                role="admin",
+                content=path.read_bytes(),
+                headers={"content-type": "application/toml"},
+            )
+            for path in paths
+        ]
+        for answer in answers:
+            assert answer.status_code in (200, 201), answer.text
+        versions = {answer.json()["tariff"]["version"] for answer in answers}
+        deadline = time.monotonic() + 5.0
+        while not versions <= set(self.app.state.rater.book.versions):
+            assert time.monotonic() < deadline, f"{versions} not rated with within 5 s"
+            time.sleep(0.02)
+        return answers
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from service.config import Settings, get_settings
 from service.db.audit_batcher import AuditBatcher
 from service.db.session import DbTimeouts, make_engine, make_sessionmaker
 from service.flows.registry_cache import RegistryCache
+from service.flows.tariffs import LiveTariffs
 from service.jobs.rerate import warm_batch_kernels
 from service.ops.metrics import HttpMetricsMiddleware, Metrics
 from service.ops.requestlog import RequestLogMiddleware
@@ -54,7 +55,6 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.rater = rater or load_rater(settings.tariffs_dir)
         url = settings.effective_database_url
         timeouts = DbTimeouts(
             connect_s=settings.db_connect_timeout_s,
@@ -68,6 +68,17 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
             timeouts=timeouts,
         )
         app.state.sessions = make_sessionmaker(engine)
+        # The published tariffs (SPEC §7), with the numbering of the given rater or the
+        # tariff directory; re-read when a version is published (use_tariffs below).
+        fallback = rater or load_rater(settings.tariffs_dir)
+        live = LiveTariffs(
+            app.state.sessions,
+            fallback.numbering,
+            poll_s=settings.tariffs_poll_s,
+            on_change=lambda new: use_tariffs(app, new),
+            fallback=fallback,
+        )
+        app.state.rater = live.rater
         audit_engine = make_engine(
             url, pool_size=settings.db_pool_size, audit_only=True, timeouts=timeouts, pre_ping=False
         )
@@ -102,9 +113,11 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         )
         log.info("callrate ready: %d tariff versions", len(app.state.rater.book.tariffs))
         frozen.start()
+        live.start()
         try:
             yield
         finally:
+            live.stop()
             frozen.stop()
             app.state.registry_cache.stop()
             await app.state.audit_batcher.close()
@@ -198,6 +211,14 @@ class _Frozen:
             gc.unfreeze()
 
 
+def use_tariffs(app: FastAPI, rater: Rater) -> None:
+    """Rate with a newly published set from now on. The batch rater goes first (None: the
+    per-call path meanwhile) and comes back for the new rater, so a request, which reads
+    `state.rater` before `state.kernels.batch`, never pairs a new rater with an old batch."""
+    app.state.kernels.use(rater, then=lambda: setattr(app.state, "rater", rater))
+    app.state.metrics.set_build_info(version=app.version, tariffs=rater.book.versions)
+
+
 class WarmKernels:
     """The batch kernels, compiled (or loaded from the JIT cache) in a thread at start,
     outside any transaction. A thread, so that a cold JIT cache (~16 s of compiling) does
@@ -212,6 +233,7 @@ class WarmKernels:
     ) -> None:
         self.done = threading.Event()
         self.batch: BatchRater | None = None
+        self._lock = threading.Lock()  # use() against the end of the warm-up
         self._rater = rater
         self._then = then
         self._ready = ready  # set to 1 once the kernels are warm
@@ -219,9 +241,21 @@ class WarmKernels:
             ready.set(0)
         threading.Thread(target=self._warm, name="callrate-warm-kernels", daemon=True).start()
 
+    def use(self, rater: Rater, *, then: Callable[[], None]) -> None:
+        """Give up the batch rater, run `then`, and make one for `rater` if warm already."""
+        with self._lock:
+            warm = self.batch is not None
+            self.batch = None
+            self._rater = rater
+            then()
+            if warm:
+                self.batch = BatchRater(rater)
+
     def _warm(self) -> None:
         try:
-            self.batch = warm_batch_kernels(self._rater)
+            batch = warm_batch_kernels(self._rater)
+            with self._lock:  # a set published meanwhile: a batch rater of it instead
+                self.batch = batch if batch.rater is self._rater else BatchRater(self._rater)
             if self._ready is not None:
                 self._ready.set(1)
         except Exception:  # ingestion keeps the per-call path; a re-rating job fails alone

@@ -23,6 +23,7 @@ from service.api.json import OrjsonResponse
 from service.errors import (
     BadBody,
     BodyTooLarge,
+    Conflict,
     DatabaseUnavailable,
     DomainError,
     Forbidden,
@@ -46,6 +47,7 @@ STATUS: dict[type[DomainError], int] = {
     BadBody: 400,
     BodyTooLarge: 413,
     InvalidInput: 422,
+    Conflict: 409,
     DatabaseUnavailable: 503,
 }
 

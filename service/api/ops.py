@@ -13,15 +13,23 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from service.api.deps import AdminActor, AgentActor, MetricsDep, OpsActor, RaterDep, SessionDep
+from service.api.deps import (
+    AdminActor,
+    AgentActor,
+    BodyDep,
+    MetricsDep,
+    OpsActor,
+    SessionDep,
+)
 from service.api.errors import ErrorBody, database_unavailable, error_responses
 from service.api.json import OrjsonResponse
+from service.clock import utcnow
 from service.db import repository
-from service.errors import Forbidden, Unauthenticated
+from service.errors import BodyTooLarge, Conflict, Forbidden, InvalidInput, Unauthenticated
 from service.flows.audit import audit_log
-from service.flows.catalogue import tariffs
+from service.flows.tariffs import catalogue, publish_tariff
 from service.ingest.suspense import suspense_by_code
-from service.schemas import MAX_ROW_ID, AuditList, Health, TariffOut
+from service.schemas import MAX_ROW_ID, AuditList, Health, TariffOut, TariffPublished
 
 router = APIRouter()
 log = logging.getLogger("callrate")
@@ -30,13 +38,45 @@ log = logging.getLogger("callrate")
 @router.get(
     "/v1/tariffs",
     tags=["tariffs"],
-    summary="Tariff catalogue: versions, windows, plans with fees, packages",
+    summary="Tariff catalogue: published versions, digests, windows, plans with fees, packages",
     response_model=list[TariffOut],
     responses=error_responses(Unauthenticated, Forbidden),
 )
-def get_tariffs(rater: RaterDep, actor: AgentActor) -> list[TariffOut]:
-    """Every loaded version, ordered by effective_from, generated from the tariff files."""
-    return tariffs(rater)
+def get_tariffs(session: SessionDep, actor: AgentActor) -> list[TariffOut]:
+    """Every published version (SPEC §7), ordered by effective_from: what every process
+    rates with (a running server within 5 s of a publish)."""
+    return catalogue(session)
+
+
+@router.post(
+    "/v1/tariffs",
+    tags=["tariffs"],
+    summary="Publish a tariff version (admin; TOML body)",
+    response_model=TariffPublished,
+    status_code=201,
+    responses={
+        200: {"description": "the same content is published already", "model": TariffPublished},
+        **error_responses(Unauthenticated, Forbidden, BodyTooLarge, InvalidInput, Conflict),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/toml": {"schema": {"type": "string"}}},
+        }
+    },
+)
+def post_tariffs(session: SessionDep, actor: AdminActor, body: BodyDep) -> Response:
+    """Validate the TOML and publish it: 201 when new, 200 when this content is published
+    already, 409 when its version id is published with other content (the keys that differ
+    are named) or it starts at the same instant as a published version, 422 when invalid.
+    Servers rate with it within 5 s."""
+    try:
+        source = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("the tariff must be UTF-8 TOML text", field="tariff") from exc
+    tariff, new = publish_tariff(session, source=source, by=actor.key_id, now=utcnow())
+    answer = TariffPublished(published=new, tariff=tariff)
+    return OrjsonResponse(answer.model_dump(mode="json"), status_code=201 if new else 200)
 
 
 @router.get(

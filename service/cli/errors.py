@@ -13,7 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from service.config import get_settings
+
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
     from service.rating.scalar import Rater
 
 USAGE_EXIT = 2
@@ -86,6 +90,30 @@ def check_database_url(url: str, *, create: bool, can_create: bool = True) -> No
         raise UsageError(f"no directory {path.parent} for the SQLite database ({hint})")
     if not path.is_file():
         raise UsageError(f"no SQLite database at {path} ({hint})")
+
+
+def migrated_rater(url: str, sessions: sessionmaker[Session], tariffs_dir: Path) -> Rater:
+    """Migrate the database, publish `tariffs_dir`'s versions not published yet (saying so
+    on stderr), and the rater of the published set (SPEC §7: every process that works on
+    the database rates with it); a UsageError for a bad tariff file."""
+    from service.db.migrate import upgrade
+    from service.flows.tariffs import load_published_rater
+    from service.rating.tariff import TariffError
+
+    settings = get_settings()
+    try:
+        done = upgrade(url=url, migrations_dir=settings.migrations_dir, tariffs_dir=tariffs_dir)
+        with sessions() as session:
+            rater = load_published_rater(session, tariffs_dir)
+    except TariffError as exc:
+        raise UsageError(f"cannot load the tariffs: {one_line(exc)}") from exc
+    for outcome in done.published:
+        if outcome.new:
+            said = f"callrate: published tariff {outcome.version} ({outcome.digest})"
+            print(said, file=sys.stderr)
+    for message in done.differing:
+        print(f"callrate: kept the published version: {message}", file=sys.stderr)
+    return rater
 
 
 @contextmanager

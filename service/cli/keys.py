@@ -19,7 +19,7 @@ def _keys_create(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     url = settings.effective_database_url
     with database_errors():
-        upgrade(url=url, migrations_dir=settings.migrations_dir)
+        upgrade(url=url, migrations_dir=settings.migrations_dir, tariffs_dir=settings.tariffs_dir)
         engine = make_engine(url, pool_size=1)
         with make_sessionmaker(engine).begin() as session:
             key, actor = create_key(session, role=args.role, now=utcnow())

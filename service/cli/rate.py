@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from service.cli.errors import (
     UsageError,
+    check_database_url,
     check_plan,
+    database_errors,
     load_rater_or_refuse,
     one_line,
     positive_int,
@@ -51,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     args.input, args.output = Path(args.input), Path(args.output)
     rejected = _check_rate_files(args)
-    rater = load_rater_or_refuse(args.tariffs)
-    default_plan = _default_plan(rater, args)
+    with tariffs_to_rate_with(args) as (rater, _):
+        default_plan = _default_plan(rater, args)
     try:
         summary = rate_file(
             args.input,
@@ -72,6 +78,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def tariffs_to_rate_with(args: argparse.Namespace) -> Iterator[tuple[Rater, Path]]:
+    """The rater and its tariff directory: with --database-url the published set of that
+    database (SPEC §7), written to a temporary directory (Spark's executors load files);
+    else the tariff directory's files."""
+    if args.database_url is None:
+        yield load_rater_or_refuse(args.tariffs), args.tariffs
+        return
+    from service.db.session import make_engine, make_sessionmaker
+    from service.db.tariffs import published_rows, write_published
+    from service.rating import NUMBERING_DIR
+
+    check_database_url(args.database_url, create=False, can_create=False)
+    with tempfile.TemporaryDirectory(prefix="callrate-published-") as created:
+        directory = Path(created)
+        with database_errors():
+            engine = make_engine(args.database_url, pool_size=1)
+            try:
+                with make_sessionmaker(engine)() as session:
+                    if not published_rows(session):
+                        raise UsageError(
+                            f"{args.database_url}: no tariff version is published "
+                            "(callrate db upgrade publishes the bundled ones)"
+                        )
+                    write_published(session, directory)
+            finally:
+                engine.dispose()
+        shutil.copytree(args.tariffs / NUMBERING_DIR, directory / NUMBERING_DIR)
+        yield load_rater_or_refuse(directory), directory
+
+
 def _default_plan(rater: Rater, args: argparse.Namespace) -> str | None:
     """--default-plan, else CALLRATE_DEFAULT_PLAN: refused unless the tariffs have it."""
     default_plan: str | None = args.default_plan or get_settings().default_plan
@@ -85,13 +122,13 @@ def _rate_on_spark(args: argparse.Namespace) -> int:
 
     if spark_missing("rate"):
         return 2
-    default_plan = _default_plan(load_rater_or_refuse(args.tariffs), args)
-    with spark_session(args.master) as spark:
+    with tariffs_to_rate_with(args) as (rater, directory), spark_session(args.master) as spark:
+        default_plan = _default_plan(rater, args)
         summary = rate_on_spark(
             spark,
             args.input,
             args.output,
-            tariffs=args.tariffs,
+            tariffs=directory,
             default_plan=default_plan,
             require_id=args.require_id,
             partitions=args.partitions,
@@ -146,6 +183,13 @@ def add_parser(commands: Any) -> None:
     )
     rate.add_argument(
         "--require-id", action="store_true", help="reject rows without an id (default: off)"
+    )
+    rate.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="rate with the tariff versions published in this database (SPEC §7) instead "
+        "of the tariff directory's files",
     )
     rate.add_argument(
         "--engine",

@@ -7,14 +7,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from service.cli.errors import UsageError, check_plan, load_rater_or_refuse
+from service.cli.errors import UsageError, check_plan, migrated_rater
 from service.config import get_settings
 
 
 def run(args: argparse.Namespace) -> int:
     """`callrate rerate`: run (or export for Spark, or apply) a re-rating job; print it."""
     from service.cli.errors import check_database_url, database_errors
-    from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
     from service.jobs.rerate import (
         apply_results,
@@ -31,12 +30,11 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     url = args.url or settings.effective_database_url
     check_database_url(url, create=args.create)
-    rater = load_rater_or_refuse(args.tariffs)
-    check_plan(rater, settings.default_plan, source="CALLRATE_DEFAULT_PLAN")
     with database_errors():
-        upgrade(url=url, migrations_dir=settings.migrations_dir)
         engine = make_engine(url, pool_size=2)
-    sessions = make_sessionmaker(engine)
+        sessions = make_sessionmaker(engine)
+        rater = migrated_rater(url, sessions, args.tariffs)  # the published set (SPEC §7)
+    check_plan(rater, settings.default_plan, source="CALLRATE_DEFAULT_PLAN")
     actor = Actor(key_id="cli", role="admin")
     if args.export is not None:
         try:

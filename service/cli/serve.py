@@ -62,25 +62,31 @@ def _serve(args: argparse.Namespace) -> int:
     from service.clock import utcnow
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
-    from service.rating import load_rater
+    from service.flows.tariffs import load_published_rater
+    from service.rating.numbering import NumberingError
     from service.rating.tariff import TariffError
     from service.security import ensure_keys, parse_api_keys
 
     settings = settings_of(args)
+    url = settings.effective_database_url
     try:
-        rater = load_rater(settings.tariffs_dir)  # a bad tariff file stops the start here
         parse_api_keys(settings.api_keys)
-    except (TariffError, ValueError) as exc:
+        with database_errors():
+            # the tariff directory's new versions are published; a bad file stops the start
+            done = upgrade(
+                url=url, migrations_dir=settings.migrations_dir, tariffs_dir=settings.tariffs_dir
+            )
+            engine = make_engine(url, pool_size=1, sqlite_synchronous=settings.sqlite_synchronous)
+            with make_sessionmaker(engine).begin() as session:
+                rater = load_published_rater(session, settings.tariffs_dir)
+                if not settings.api_keys:
+                    print_new_keys(ensure_keys(session, now=utcnow()))
+            engine.dispose()
+    except (TariffError, NumberingError, ValueError) as exc:
         print(f"callrate: cannot start: {exc}", file=sys.stderr)
         return 2
-    url = settings.effective_database_url
-    with database_errors():
-        upgrade(url=url, migrations_dir=settings.migrations_dir)
-    if not settings.api_keys:
-        engine = make_engine(url, pool_size=1, sqlite_synchronous=settings.sqlite_synchronous)
-        with make_sessionmaker(engine).begin() as session:
-            print_new_keys(ensure_keys(session, now=utcnow()))
-        engine.dispose()
+    for message in done.differing:
+        print(f"callrate: kept the published version: {message}", file=sys.stderr)
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     workers = args.workers or settings.workers
@@ -104,12 +110,20 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     url = args.url or settings.effective_database_url
     check_database_url(url, create=args.create)
     with database_errors():
-        applied = upgrade(url=url, migrations_dir=settings.migrations_dir)
+        done = upgrade(
+            url=url, migrations_dir=settings.migrations_dir, tariffs_dir=settings.tariffs_dir
+        )
+    applied = done.applied
     for revision in applied:
         print(f"callrate: applied revision {revision.revision}: {revision.summary}")
     newest = f" ({applied[-1].revision})" if applied else ""
     already = "" if applied else " already"
     print(f"callrate: database is{already} at the newest revision{newest}")
+    for published in done.published:
+        if published.new:
+            print(f"callrate: published tariff {published.version} ({published.digest})")
+    for message in done.differing:
+        print(f"callrate: kept the published version: {message}", file=sys.stderr)
     return 0
 
 

@@ -14,8 +14,16 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
+from service.clock import utcnow
+from service.config import PROJECT_ROOT
 from service.db.session import is_sqlite
+from service.db.tariffs import Published, publish
+from service.errors import Conflict
+from service.rating.tariff import load_tariff
+
+BUNDLED_TARIFFS = PROJECT_ROOT / "tariffs"
 
 
 def alembic_config(*, url: str, migrations_dir: Path) -> Config:
@@ -35,9 +43,18 @@ class Applied(NamedTuple):
     summary: str  # the first line of its docstring
 
 
-def upgrade(*, url: str, migrations_dir: Path) -> list[Applied]:
-    """Migrate the database at `url` to the newest revision, creating a SQLite file's folder;
-    the revisions applied, oldest first (none when it was at the newest already)."""
+class Upgraded(NamedTuple):
+    """What an upgrade did: revisions applied (oldest first), tariff versions published, and
+    the directory's versions left as they were published because their content differs."""
+
+    applied: list[Applied]
+    published: list[Published]
+    differing: list[str]
+
+
+def upgrade(*, url: str, migrations_dir: Path, tariffs_dir: Path = BUNDLED_TARIFFS) -> Upgraded:
+    """Migrate the database at `url` to the newest revision, creating a SQLite file's folder,
+    then publish the versions of `tariffs_dir` that are not published yet (SPEC §7)."""
     if is_sqlite(url):
         database = create_engine(url).url.database
         if database and database != ":memory:":
@@ -51,9 +68,34 @@ def upgrade(*, url: str, migrations_dir: Path) -> list[Applied]:
             pending = ScriptDirectory.from_config(config).iterate_revisions("heads", current)
             applied = [Applied(r.revision, r.doc.splitlines()[0]) for r in reversed([*pending])]
             command.upgrade(config, "head")
+        with Session(engine) as session, session.begin():
+            published, differing = _publish_directory(session, tariffs_dir)
     finally:
         engine.dispose()
-    return applied
+    return Upgraded(applied, published, differing)
+
+
+def _publish_directory(session: Session, directory: Path) -> tuple[list[Published], list[str]]:
+    """Publish each tariff file of `directory`; one whose version is published with other
+    content stays as published (a published version never changes): its message is kept."""
+    published: list[Published] = []
+    differing: list[str] = []
+    now = utcnow()
+    paths = sorted(directory.glob("*.toml"), key=lambda p: load_tariff(p).from_epoch_s)
+    for path in paths:
+        try:  # publish refuses before it writes anything
+            published.append(
+                publish(
+                    session,
+                    source=path.read_text(encoding="utf-8"),
+                    origin=str(path),
+                    by="db upgrade",
+                    now=now,
+                )
+            )
+        except Conflict as conflict:
+            differing.append(f"{path}: {conflict.message}")
+    return published, differing
 
 
 @contextmanager

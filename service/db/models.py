@@ -200,3 +200,17 @@ class RerateJob(Base):
     cursor_start_epoch_s: Mapped[int | None] = mapped_column(BigInteger)
     cursor_id: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class TariffVersionRow(Base):
+    """A published tariff version (SPEC §7): never changed or removed once written."""
+
+    __tablename__ = "tariff_versions"
+
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(80))  # rating.tariff.tariff_digest
+    source: Mapped[str] = mapped_column(Text)  # the TOML text as published
+    effective_from: Mapped[datetime] = mapped_column(UtcDateTime)
+    effective_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    published_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    published_by: Mapped[str] = mapped_column(String(64))  # a key id, "cli" or "db upgrade"

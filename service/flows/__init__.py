@@ -2,7 +2,8 @@
 
 `registry` (subscribers and the profiles rating reads), `quotes` (what a call would cost),
 `cdrs` (a stored CDR and its rating, explained again), `usage` (a subscriber's month),
-`catalogue` (the tariffs the rater holds) and `audit` (the audit log); `registry_cache`
-keeps registry profiles per worker on PostgreSQL. Each takes a database
-session and the rater, and returns the `service.schemas` the API answers with.
+`tariffs` (the published tariff versions: catalogue, publishing, a server's live set) and
+`audit` (the audit log); `registry_cache` keeps registry profiles per worker on PostgreSQL.
+Each takes a database session and the rater, and returns the `service.schemas` the API
+answers with.
 """

@@ -52,13 +52,16 @@ DETAIL_GONE = "本次通话计费所依据的资费此后已变更，计费明�
 
 def rebuild_detail(row: RatingRow, *, rater: Rater, record: object) -> Rating:
     """A stored rating's items, rules and explanation, by the per-call path on the record as
-    received with the subscriber profile the rating used. The tariff version must still
-    price it as it did (SPEC: a tariff version is never edited, a change is a new version);
-    when it does not, the detail is not made up: no items, and an explanation that says
-    why and gives the stored charge."""
+    received with the subscriber profile and the tariff version the rating used: published
+    versions never change (SPEC §7), so a rating superseded by a correction is explained as
+    it was made. Should it still not come out as stored (a version rated with before it was
+    published, say), the detail is not made up: no items, and an explanation that says why
+    and gives the stored charge."""
     profile = profile_of_rating(row)
     try:
-        rating: Rating | None = rater.rate_raw(record, subscriber=profile, require_id=True)
+        rating: Rating | None = rater.rate_raw(
+            record, subscriber=profile, require_id=True, version=row.tariff
+        )
     except Rejected:
         rating = None
     figures = (row.charge_fen, row.tariff, row.call_class, row.dial, row.roaming)

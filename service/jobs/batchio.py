@@ -241,8 +241,9 @@ class Sink(Protocol):
 
 
 class _ParquetSink:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, metadata: dict[str, str]) -> None:
         self.path = path
+        self.metadata = metadata
         self.writer: pq.ParquetWriter | None = None
 
     def write(self, table: pa.Table) -> None:
@@ -251,7 +252,7 @@ class _ParquetSink:
             text = [n for n in table.column_names if n not in (*numeric, *PLAIN_TEXT_COLUMNS)]
             self.writer = pq.ParquetWriter(
                 self.path,
-                table.schema,
+                table.schema.with_metadata(self.metadata),
                 compression="snappy",
                 use_dictionary=text,
                 write_statistics=numeric,
@@ -320,11 +321,16 @@ def _without_nulls(row: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in row.items() if value is not None}
 
 
-def open_sink(path: Path) -> Sink:
-    """A writer for the file's format (by its extension)."""
+# Parquet key-value metadata: the tariffs a file was rated with, {"version": "sha256:…"}.
+TARIFFS_METADATA = "callrate.tariffs"
+DIGEST_SHOWN = len("sha256:") + 12  # of a digest in the summary line
+
+
+def open_sink(path: Path, metadata: dict[str, str] | None = None) -> Sink:
+    """A writer for the file's format (by its extension); Parquet keeps `metadata`."""
     kind = file_format(path)
     if kind == "parquet":
-        return _ParquetSink(path)
+        return _ParquetSink(path, metadata or {})
     if kind == "csv":
         return _CsvSink(path)
     return _NdjsonSink(path)
@@ -342,6 +348,7 @@ class RateSummary:
     rejected: int
     seconds: float  # reading, rating and writing: the kernels were ready before
     warm_up_seconds: float = 0.0  # compiling the kernels, or loading them from the cache
+    tariffs: dict[str, str] | None = None  # version -> digest of the tariffs used
 
     def line(self) -> str:
         """One line for the terminal."""
@@ -356,6 +363,9 @@ class RateSummary:
                 f", after {self.warm_up_seconds:.1f} s compiling the batch kernels "
                 "(once: later runs load them from the cache)"
             )
+        if self.tariffs:
+            shown = (f"{v} {d[:DIGEST_SHOWN]}…" for v, d in self.tariffs.items())
+            line += "; tariffs " + ", ".join(shown)
         return line
 
 
@@ -396,7 +406,9 @@ def rate_file(
     warming = time.perf_counter()
     batch_rater = BatchRater(rater)
     batch_rater.warm()  # apart: a first run's compile would hide the rating speed
-    rated_sink, rejected_sink = open_sink(out_path), open_sink(rejected)
+    digests = rater.book.digests
+    metadata = {TARIFFS_METADATA: orjson.dumps(digests).decode()}
+    rated_sink, rejected_sink = open_sink(out_path, metadata), open_sink(rejected, metadata)
     began = time.perf_counter()
     rows = rated_count = 0
     writer = _WriteBehind(PIPELINE_DEPTH)
@@ -427,7 +439,12 @@ def rate_file(
     if progress is not None:
         sys.stderr.write("\n")
     return RateSummary(
-        rows, rated_count, rows - rated_count, time.perf_counter() - began, began - warming
+        rows,
+        rated_count,
+        rows - rated_count,
+        time.perf_counter() - began,
+        began - warming,
+        digests,
     )
 
 

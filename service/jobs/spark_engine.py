@@ -52,6 +52,7 @@ from service.jobs.batchio import (
 )
 from service.rating import load_rater
 from service.rating.batch import OUTPUT_COLUMNS, BatchRater
+from service.rating.tariff import load_book
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -321,4 +322,7 @@ def rate_on_spark(
     rated_count = spark.read.parquet(out).count()
     rejected_count = spark.read.parquet(rejected_output(out)).count()
     total = rated_count + rejected_count
-    return RateSummary(total, rated_count, rejected_count, time.perf_counter() - began)
+    digests = load_book(directory).digests
+    return RateSummary(
+        total, rated_count, rejected_count, time.perf_counter() - began, tariffs=digests
+    )

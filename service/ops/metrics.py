@@ -155,6 +155,7 @@ class Metrics:
 
     def set_build_info(self, *, version: str, tariffs: Iterable[str]) -> None:
         """The one build-info series: version and tariff versions, comma-separated."""
+        self.build_info.clear()  # a newly published set replaces the series
         self.build_info.labels(version=version, tariffs=",".join(tariffs)).set(1)
 
     def set_suspense(self, by_code: Mapping[str, int]) -> None:

@@ -73,17 +73,27 @@ class Rater:
         *,
         subscriber: SubscriberProfile | None = None,
         require_id: bool = False,
+        version: str | None = None,
     ) -> Rating:
         """Parse and rate one CDR object; raises Rejected."""
-        return self.rate(parse_cdr(raw, require_id=require_id), subscriber=subscriber)
+        call = parse_cdr(raw, require_id=require_id)
+        return self.rate(call, subscriber=subscriber, version=version)
 
-    def case_of(self, call: CallRecord, subscriber: SubscriberProfile | None) -> CallCase:
-        """Classify a parsed CDR (SPEC §4) into its call case."""
+    def case_of(
+        self, call: CallRecord, subscriber: SubscriberProfile | None, version: str | None = None
+    ) -> CallCase:
+        """Classify a parsed CDR (SPEC §4) into its call case, under the version in force at
+        its start, or under `version` (a stored rating's, to explain it again)."""
         numbering = self.numbering
-        index = self.book.index_at(call.start_epoch_s)
-        if index is None:
+        if version is None:
+            index = self.book.index_at(call.start_epoch_s)
+            if index is None:
+                raise Rejected("start.no_tariff")
+            tariff = self.book.tariffs[index]
+        elif version in self._tariffs:
+            tariff = self._tariffs[version]
+        else:
             raise Rejected("start.no_tariff")
-        tariff = self.book.tariffs[index]
         plan = call.plan or (subscriber.plan if subscriber else None)
         if plan is None:
             raise Rejected("plan.missing")
@@ -150,9 +160,15 @@ class Rater:
             target_on_net=forwarded and target.on_net,
         )
 
-    def rate(self, call: CallRecord, *, subscriber: SubscriberProfile | None = None) -> Rating:
-        """Rate a parsed CDR; raises Rejected."""
-        case = self.case_of(call, subscriber)
+    def rate(
+        self,
+        call: CallRecord,
+        *,
+        subscriber: SubscriberProfile | None = None,
+        version: str | None = None,
+    ) -> Rating:
+        """Rate a parsed CDR (under `version` if given, see case_of); raises Rejected."""
+        case = self.case_of(call, subscriber, version)
         pricing = require_priced(self.pricing(case))
         duration = call.duration_s
         charged = charged_components(pricing, duration)

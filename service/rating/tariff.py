@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
+import json
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time
 from functools import cached_property
@@ -215,6 +218,16 @@ class TariffBook:
         return tuple(sorted({plan for t in self.tariffs for plan in t.plans}))
 
     @cached_property
+    def versions(self) -> tuple[str, ...]:
+        """The version ids, ordered by effective_from."""
+        return tuple(t.version for t in self.tariffs)
+
+    @cached_property
+    def digests(self) -> dict[str, str]:
+        """Each version's digest (tariff_digest), in effective_from order."""
+        return {t.version: tariff_digest(t) for t in self.tariffs}
+
+    @cached_property
     def starts(self) -> tuple[int, ...]:
         """effective_from of each version, seconds since the epoch."""
         return tuple(t.from_epoch_s for t in self.tariffs)
@@ -243,16 +256,58 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def parse_tariff(source: str, origin: str) -> Tariff:
+    """Validate one tariff's TOML text; a TariffError names `origin`, the key and the problem."""
+    try:
+        raw: dict[str, Any] = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as exc:
+        raise TariffError(f"{origin}: {exc}") from exc
+    try:
+        return Tariff.model_validate(raw)
+    except ValidationError as exc:
+        raise TariffError(f"{origin}: {_describe(exc)}") from exc
+
+
+def canonical(tariff: Tariff) -> dict[str, Any]:
+    """A tariff's content as plain JSON values: what its digest covers (not the TOML's
+    comments, layout or key order)."""
+    content: dict[str, Any] = tariff.model_dump(mode="json")
+    return content
+
+
+def tariff_digest(tariff: Tariff) -> str:
+    """sha256 of the canonical content, hex: the same for the same tariff however written."""
+    encoded = json.dumps(canonical(tariff), sort_keys=True, ensure_ascii=False).encode()
+    return "sha256:" + hashlib.sha256(encoded).hexdigest()
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flat(item, f"{prefix}{key}."))
+        return flat
+    return {prefix.removesuffix("."): value}
+
+
+def tariff_differences(old: Tariff, new: Tariff) -> list[str]:
+    """Each key whose value differs between two tariffs: "ld.domestic_per_6s: 6 -> 7"."""
+    before, after = _flat(canonical(old)), _flat(canonical(new))
+    return [
+        f"{key}: {json.dumps(before.get(key), ensure_ascii=False)} -> "
+        f"{json.dumps(after.get(key), ensure_ascii=False)}"
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    ]
+
+
 def load_tariff(path: Path) -> Tariff:
     """Load and validate one tariff TOML file."""
     try:
-        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        source = path.read_text(encoding="utf-8")
+    except OSError as exc:
         raise TariffError(f"{path}: {exc}") from exc
-    try:
-        tariff = Tariff.model_validate(raw)
-    except ValidationError as exc:
-        raise TariffError(f"{path}: {_describe(exc)}") from exc
+    tariff = parse_tariff(source, str(path))
     if tariff.version != path.stem:
         raise TariffError(f"{path}: key version: {tariff.version!r} must match the file name")
     return tariff
@@ -268,10 +323,19 @@ def load_book(directory: Path) -> TariffBook:
     paths = sorted(directory.glob("*.toml"))
     if not paths:
         raise TariffError(f"{directory}: no tariff files (*.toml)")
-    tariffs = sorted((load_tariff(p) for p in paths), key=lambda t: t.from_epoch_s)
-    for earlier, later in itertools.pairwise(tariffs):
+    return make_book((load_tariff(p) for p in paths), str(directory))
+
+
+def make_book(tariffs: Iterable[Tariff], origin: str) -> TariffBook:
+    """The versions as a book, ordered by effective_from; two that start at the same instant
+    (which would be in force?) or share a version id are refused."""
+    ordered = sorted(tariffs, key=lambda t: t.from_epoch_s)
+    for earlier, later in itertools.pairwise(ordered):
         if earlier.from_epoch_s == later.from_epoch_s:
             raise TariffError(
-                f"{directory}: {earlier.version} and {later.version} start at the same instant"
+                f"{origin}: {earlier.version} and {later.version} start at the same instant"
             )
-    return TariffBook(tuple(tariffs))
+    versions = [t.version for t in ordered]
+    if len(set(versions)) != len(versions):
+        raise TariffError(f"{origin}: a version id occurs twice")
+    return TariffBook(tuple(ordered))

@@ -26,6 +26,8 @@
     "callee.information_line": "被叫为信息台（160、168）：不在本资费范围内",
     "callee.unknown_country_code": "被叫号码的国家或地区代码不存在",
     "callee.unassigned_nanp_area": "被叫号码的 +1 区号未分配给任何国家",
+    "callee.unknown_destination": "被叫号码不属于编号计划中的任何国家或地区",
+    "callee.incomplete": "被叫号码只有 IP 前缀（17951、12593），后面没有号码",
     "callee.invalid_foreign_length": "被叫国际号码位数不对",
     "callee.ip_prefix_on_forward": "呼转的转接号码不能带 IP 前缀（17951、12593）",
     "callee.no_rate_12593_foreign_national_roaming": "国内漫游时经 12593 拨打国际及港澳台电话，本资费无此费率",

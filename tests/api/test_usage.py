@@ -9,12 +9,9 @@ from typing import Any
 
 import pytest
 
-from service.config import Settings
 from service.flows.usage import month_window
-from service.rating import load_rater
-from service.rating.scalar import Rater
 from tests.conftest import TARIFFS, write_correction
-from tests.conftest_db import Api, running_api
+from tests.conftest_db import Api
 
 SUBSCRIBER = "13800138000"  # a Beijing (010) number range
 FRIEND = "13912345678"  # a Changzhou (0519) number range
@@ -69,22 +66,22 @@ def write_corrected_tariffs(directory: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def corrected(tmp_path_factory: pytest.TempPathFactory) -> Rater:
-    return load_rater(write_corrected_tariffs(tmp_path_factory.mktemp("tariffs")))
+def corrected(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_corrected_tariffs(tmp_path_factory.mktemp("tariffs"))
 
 
 @pytest.fixture
-def billed(api: Api, settings: Settings, corrected: Rater) -> Api:
+def billed(api: Api, corrected: Path) -> Api:
     """The subscriber registered, two months of CDRs ingested, the late-March one re-rated."""
     entry = {"plan": "gotone", "packages": ["ld_night"]}
     assert api.put(f"/v1/subscribers/{SUBSCRIBER}", role="admin", json=entry).status_code == 200
     response = api.post("/v1/cdrs", role="switch", json=CDRS)
     assert response.json()["counts"] == {"rated": len(CDRS), "duplicate": 0, "rejected": 0}
-    with running_api(settings, corrected) as fixed:
-        job = fixed.post("/v1/rerate", role="admin", json=RERATE_WINDOW)
-        assert job.status_code == 202, job.text
-        done = fixed.get(f"/v1/rerate/{job.json()['id']}", role="admin").json()
-        assert (done["status"], done["changed"], done["delta_fen"]) == ("done", 1, -21)
+    api.publish(corrected / "cmcc-2010-fix.toml")
+    job = api.post("/v1/rerate", role="admin", json=RERATE_WINDOW)
+    assert job.status_code == 202, job.text
+    done = api.get(f"/v1/rerate/{job.json()['id']}", role="admin").json()
+    assert (done["status"], done["changed"], done["delta_fen"]) == ("done", 1, -21)
     return api
 
 

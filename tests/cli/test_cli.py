@@ -197,11 +197,14 @@ def test_db_upgrade_and_rerate_make_a_database_only_with_create(
     code, out, _ = run(["db", "upgrade", "--url", url, "--create"], capsys)
     assert code == 0
     assert database.is_file()
-    applied = out.splitlines()[:-1]
+    lines = out.splitlines()
+    applied = [line for line in lines if line.startswith("callrate: applied revision")]
     assert applied[0] == "callrate: applied revision 0001: initial schema"
     assert len(applied) == len(list((ROOT / "migrations" / "versions").glob("0*.py")))
     newest = applied[-1].split()[3].rstrip(":")
-    assert out.splitlines()[-1] == f"callrate: database is at the newest revision ({newest})"
+    assert lines[len(applied)] == f"callrate: database is at the newest revision ({newest})"
+    published = [line.split()[3] for line in lines[len(applied) + 1 :]]
+    assert published == ["cmcc-2009", "cmcc-2010"]  # the bundled tariffs, published
     code, out, _ = run(["db", "upgrade", "--url", url], capsys)
     assert code == 0  # it exists now, and nothing is left to apply
     assert out == "callrate: database is already at the newest revision\n"

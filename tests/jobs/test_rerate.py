@@ -17,12 +17,12 @@ from service.cli import main
 from service.config import Settings
 from service.db.models import RatingRow, RerateJob
 from service.db.session import make_engine, make_sessionmaker
+from service.flows.cdrs import DETAIL_GONE
 from service.jobs import rerate
-from service.rating import load_rater
 from service.rating.scalar import Rater
 from service.security import Actor
 from tests.conftest import TARIFFS, write_correction
-from tests.conftest_db import Api, running_api
+from tests.conftest_db import Api
 
 WINDOW = {"from": "2009-01-01T00:00:00+08:00", "to": "2011-01-01T00:00:00+08:00"}
 
@@ -73,9 +73,14 @@ def corrected_tariffs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-@pytest.fixture(scope="module")
-def corrected(corrected_tariffs: Path) -> Rater:
-    return load_rater(corrected_tariffs)
+CORRECTIONS = ("cmcc-2009-fix.toml", "cmcc-2010-fix.toml")
+
+
+def publish_corrections(api: Api, corrected_tariffs: Path) -> Rater:
+    """The two corrections published; the rater the server now rates with."""
+    api.publish(*(corrected_tariffs / name for name in CORRECTIONS))
+    rater: Rater = api.app.state.rater
+    return rater
 
 
 def _ingest(api: Api) -> None:
@@ -103,49 +108,52 @@ def _job(api: Api, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_correction_changes_exactly_the_expected_records(
-    api: Api, settings: Settings, corrected: Rater
+    api: Api, settings: Settings, corrected_tariffs: Path
 ) -> None:
     _ingest(api)
-    with running_api(settings, corrected) as fixed:
-        dry = _job(fixed, {**WINDOW, "dry_run": True})
-        assert (dry["status"], dry["changed"], dry["delta_fen"]) == ("done", 3, -42)
-        assert all(dry[k].endswith(("Z", "+00:00")) for k in ("created_at", "finished_at"))
-        assert _rating_count(settings) == 5  # a dry run writes no rating
+    publish_corrections(api, corrected_tariffs)
+    dry = _job(api, {**WINDOW, "dry_run": True})
+    assert (dry["status"], dry["changed"], dry["delta_fen"]) == ("done", 3, -42)
+    assert all(dry[k].endswith(("Z", "+00:00")) for k in ("created_at", "finished_at"))
+    assert _rating_count(settings) == 5  # a dry run writes no rating
 
-        job = _job(fixed, WINDOW)
-        assert job["status"] == "done"
-        assert (job["total"], job["processed"], job["changed"], job["rejected"]) == (5, 5, 3, 0)
-        assert job["delta_fen"] == (246 - 267) + (105 - 126)
-        assert _rating_count(settings) == 8
+    job = _job(api, WINDOW)
+    assert job["status"] == "done"
+    assert (job["total"], job["processed"], job["changed"], job["rejected"]) == (5, 5, 3, 0)
+    assert job["delta_fen"] == (246 - 267) + (105 - 126)
+    assert _rating_count(settings) == 8
 
-        history = fixed.get("/v1/cdrs/b-2009-dec", role="agent").json()["ratings"]
-        assert [(r["seq"], r["tariff"], r["charge_fen"]) for r in history] == [
-            (1, "cmcc-2009", 267),
-            (2, "cmcc-2009-fix", 246),
-        ]
-        version_only = fixed.get("/v1/cdrs/e-2010-jul-local", role="agent").json()["ratings"]
-        assert [(r["tariff"], r["charge_fen"]) for r in version_only] == [
-            ("cmcc-2010", 80),
-            ("cmcc-2010-fix", 80),
-        ]
-        untouched = fixed.get("/v1/cdrs/c-2010-mar", role="agent").json()["ratings"]
-        assert len(untouched) == 1
+    history = api.get("/v1/cdrs/b-2009-dec", role="agent").json()["ratings"]
+    assert [(r["seq"], r["tariff"], r["charge_fen"]) for r in history] == [
+        (1, "cmcc-2009", 267),
+        (2, "cmcc-2009-fix", 246),
+    ]
+    for rating in history:  # each rating of the history explained, the old one too
+        assert rating["items"], rating
+        assert DETAIL_GONE not in rating["explanation_zh"]
+    version_only = api.get("/v1/cdrs/e-2010-jul-local", role="agent").json()["ratings"]
+    assert [(r["tariff"], r["charge_fen"]) for r in version_only] == [
+        ("cmcc-2010", 80),
+        ("cmcc-2010-fix", 80),
+    ]
+    untouched = api.get("/v1/cdrs/c-2010-mar", role="agent").json()["ratings"]
+    assert len(untouched) == 1
 
-        audit = fixed.get("/v1/audit", role="admin").json()["items"]
-        assert {row["detail"] for row in audit if row["action"] == "rerate"} == {
-            dry["id"],
-            job["id"],
-        }
+    audit = api.get("/v1/audit", role="admin").json()["items"]
+    assert {row["detail"] for row in audit if row["action"] == "rerate"} == {
+        dry["id"],
+        job["id"],
+    }
 
-        again = _job(fixed, WINDOW)
-        assert (again["changed"], again["delta_fen"], again["processed"]) == (0, 0, 5)
-        assert _rating_count(settings) == 8
+    again = _job(api, WINDOW)
+    assert (again["changed"], again["delta_fen"], again["processed"]) == (0, 0, 5)
+    assert _rating_count(settings) == 8
 
 
-def test_window_limits_the_job(api: Api, settings: Settings, corrected: Rater) -> None:
+def test_window_limits_the_job(api: Api, corrected_tariffs: Path) -> None:
     _ingest(api)
-    with running_api(settings, corrected) as fixed:
-        job = _job(fixed, {"from": "2010-01-01T00:00:00+08:00", "to": "2011-01-01T00:00:00"})
+    publish_corrections(api, corrected_tariffs)
+    job = _job(api, {"from": "2010-01-01T00:00:00+08:00", "to": "2011-01-01T00:00:00"})
     assert (job["total"], job["changed"], job["delta_fen"]) == (3, 2, -21)
 
 
@@ -172,9 +180,10 @@ def _start(sessions: sessionmaker[Session]) -> RerateJob:
 
 
 def test_interrupted_job_then_a_new_run_finishes_safely(
-    api: Api, settings: Settings, corrected: Rater, monkeypatch: pytest.MonkeyPatch
+    api: Api, settings: Settings, corrected_tariffs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _ingest(api)
+    corrected = publish_corrections(api, corrected_tariffs)
     engine = make_engine(settings.effective_database_url, pool_size=2)
     sessions = make_sessionmaker(engine)
     real_chunk = rerate.rerate_chunk
