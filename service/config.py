@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     db_pool_timeout_s: float = 2.0  # waiting for a pooled connection
     readyz_timeout_s: float = 1.5  # /readyz answers 503 after this
     log_format: Literal["text", "json"] = "text"  # request log lines on stderr
+    # SPEC §3.4: what a site configures for its switches' own formats (docs/mediation.md)
+    mediation_file: Path | None = None
     # prometheus_client's own variable: with several workers each writes its metrics there
     # and /metrics sums them (`callrate serve --workers N` sets it when unset)
     prometheus_multiproc_dir: Path | None = Field(
