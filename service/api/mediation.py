@@ -15,7 +15,7 @@ from service.api.deps import BodyDep, SwitchActor
 from service.api.direct import DirectRoute
 from service.api.errors import error_responses
 from service.config import Settings
-from service.errors import BadBody, BodyTooLarge, Forbidden, Unauthenticated
+from service.errors import BodyTooLarge, EmptyBody, Forbidden, Unauthenticated
 from service.ingest.freeswitch import map_leg
 from service.ingest.mediated import ingest_mapped, mapped_answer
 from service.ingest.msc_files import ingest_msc_file
@@ -85,7 +85,7 @@ async def freeswitch_answer(
     """One leg mapped, rated and stored (or kept in suspense as posted), committed before it
     is answered 200: FreeSWITCH posts again only after a non-2xx."""
     if not body.strip():
-        raise BadBody("body is empty: FreeSWITCH posts one CDR document per request")
+        raise EmptyBody("body is empty: FreeSWITCH posts one CDR document per request")
     mapped = [map_leg(body, content_type, switch_areas=state.mediation.switch_areas)]
 
     def ingest() -> bytes:
@@ -102,7 +102,7 @@ async def threegpp_answer(
 ) -> tuple[int, bytes]:
     """One MSC file's records mapped, rated and stored, committed before it is answered."""
     if not body:
-        raise BadBody("body is empty: post one TS 32.298 CDR file")
+        raise EmptyBody("body is empty: post one TS 32.298 CDR file")
 
     def ingest() -> bytes:
         with state.sessions() as session:
@@ -117,7 +117,7 @@ async def threegpp_answer(
 
 FREESWITCH_DIRECT = DirectRoute(SWITCH, freeswitch_answer)
 THREEGPP_DIRECT = DirectRoute(SWITCH, threegpp_answer)
-_ERRORS = error_responses(BadBody, Unauthenticated, Forbidden, BodyTooLarge)
+_ERRORS = error_responses(EmptyBody, Unauthenticated, Forbidden, BodyTooLarge)
 
 
 @router.post(

@@ -258,12 +258,13 @@ def map_record(value: Any, raw: bytes, offset: int, msc_areas: Mapping[str, str]
 
 
 def is_complete(parts: Sequence[Part]) -> bool:
-    """A call's parts hold its last part and every part before it (sequence 1..n)."""
+    """A call's parts hold its last part and every part before it (TS 32.298 numbers the
+    parts of a call from 1)."""
     finals = [p for p in parts if not p.partial]
     if not finals:
         return False
     sequences = sorted({p.sequence for p in parts if p.sequence is not None})
-    return not sequences or sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+    return not sequences or sequences == list(range(1, len(sequences) + 1))
 
 
 def _part_order(part: Part) -> tuple[int, int]:
