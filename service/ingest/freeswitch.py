@@ -62,12 +62,21 @@ def _document(body: bytes, media_type: str) -> bytes:
         return text
     try:
         if media_type == FORM_BASE64:
-            value = text.split(b"=", 1)[1].split(b"&", 1)[0]
-            return base64.b64decode(unquote(value.decode("ascii")), validate=True)
+            return _base64_field(text)
         fields = parse_qs(text.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-        return fields["cdr"][0].encode("utf-8")
+        document = fields["cdr"][0].encode("utf-8")
+        if media_type != FORM and document.lstrip()[:1] not in (b"{", b"<"):
+            # no content type said which (a body read back from suspense): base64 then
+            return _base64_field(text)
+        return document
     except (KeyError, IndexError, UnicodeDecodeError, binascii.Error, ValueError) as exc:
         raise _Unmappable("record.bad_encoding") from exc
+
+
+def _base64_field(text: bytes) -> bytes:
+    """The cdr= field's base64 (as mod_json_cdr / mod_xml_cdr write it: not urlencoded)."""
+    fields = dict(part.split(b"=", 1) for part in text.split(b"&") if b"=" in part)
+    return base64.b64decode(unquote(fields[b"cdr"].decode("ascii")), validate=True)
 
 
 class _Leg:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from service.config import Settings
+from service.ingest.mediation_file import load_mediation
 from service.rating.scalar import Rater
 from tests.api.test_cdrs import table_counts
 from tests.conftest_db import Api, running_api, through_stack
@@ -321,3 +322,41 @@ def test_partial_records_are_held_until_the_last_part_and_rated_once(mediated: A
         again = post_file(mediated, data)
         assert again["counts"]["rated"] == 0
         assert table_counts(mediated) == counts
+
+
+# --- recycling a switch's own bytes -----------------------------------------------------------
+
+
+def recycle(api: Api) -> dict[str, Any]:
+    response = api.post("/v1/suspense/recycle", role="admin", json={})
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def test_a_recycle_maps_the_switch_bytes_again_with_todays_mediation_file(
+    mediated: Api, tmp_path: Path
+) -> None:
+    unknown = cs_record(recordingEntity=address("8613900999"), callReference=b"\x0b")
+    post_file(mediated, unknown)
+    leg = form_base64(fs_json_bytes(fs_json(caller="1001", callrate_plan="")))
+    post_fs(mediated, leg, BASE64)
+    part = cs_record(callReference=b"\x0c", sequenceNumber=1, causeForTerm=1)
+    post_file(mediated, part)
+
+    answer = recycle(mediated)
+    codes = sorted(r["code"] for r in answer["results"])
+    assert codes == ["caller.invalid", "record.partial_held", "visited_area.unknown_msc"]
+    assert sorted(item["code"] for item in suspense_items(mediated)) == codes  # reasons kept
+
+    path = tmp_path / "fixed.toml"
+    path.write_text(MEDIATION_TOML + '"8613900999" = "0571"\n', encoding="utf-8")
+    mediated.app.state.mediation = load_mediation(path)  # the site's fix, and a restart
+    answer = recycle(mediated)
+    rated = [r for r in answer["results"] if r["result"] == "rated"]
+    assert [r["record_id"] for r in rated] == ["3gpp:8613900999:0b:1"]
+    cdr = mediated.get("/v1/cdrs/3gpp:8613900999:0b:1", role="admin").json()["record"]
+    assert cdr["visited_area"] == "0571"
+
+    last = cs_record(callReference=b"\x0c", sequenceNumber=2, causeForTerm=0, callDuration=7)
+    assert post_file(mediated, last)["results"][0]["result"] == "rated"  # held part still there
