@@ -146,8 +146,12 @@ class Pickup:
                 )
                 session.commit()
             result.add_counts(answer["counts"])
-            if answer["counts"]["rejected"] and isinstance(answer["results"], list):
-                result.add({"results": [r for r in answer["results"] if r["result"] == "rejected"]})
+            results = answer["results"]
+            if answer["counts"]["rejected"] and isinstance(results, list):
+                # rated records of the column lane are JSON text (orjson.Fragment), not dicts
+                rejected = [r for r in results if isinstance(r, dict) and r["result"] == "rejected"]
+                for item in rejected:
+                    result.codes[item["code"]] = result.codes.get(item["code"], 0) + 1
 
 
 def _line_chunks(data: bytes) -> Iterator[bytes]:
