@@ -16,6 +16,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from service.ingest.ber_fast import read_call
 from service.ingest.mediated import Mapped
 from service.rating.rejections import Rejected
 
@@ -44,7 +45,7 @@ _decoding = threading.Lock()  # a pycrate object holds the value it decoded: one
 
 
 @cache
-def _cs_record() -> Any:
+def library_record() -> Any:
     """TS 32.298's CSRecord (the CS domain's CallEventRecord CHOICE); loaded on first use (the
     compiled 32.298 modules take seconds to import)."""
     from pycrate_asn1dir import CDR
@@ -93,22 +94,29 @@ def _unreadable(data: bytes, offset: int) -> Part:
 
 def _bare(data: bytes, msc_areas: Mapping[str, str]) -> MscFile:
     parts: list[Part] = []
-    char = _charpy(data)
     offset = 0
-    record = _cs_record()
     while offset < len(data):
-        with _decoding:
-            try:
-                record.from_ber(char)
-            except Exception:  # pycrate raises its own errors and IndexError on short input
-                return MscFile([*parts, _unreadable(data, offset)], offset)
-            value = record.get_val()
-        end = len(data) - char.len_byte()
-        if end <= offset:
+        found = read_call(data, offset) or _library_read(data, offset)
+        if found is None:
             return MscFile([*parts, _unreadable(data, offset)], offset)
+        value, end = found
         parts.append(map_record(value, data[offset:end], offset, msc_areas))
         offset = end
     return MscFile(parts)
+
+
+def _library_read(data: bytes, offset: int) -> tuple[Any, int] | None:
+    """The record at `offset` decoded by pycrate: (its value, the offset after it)."""
+    char = _charpy(data[offset:])
+    record = library_record()
+    with _decoding:
+        try:
+            record.from_ber(char)
+        except Exception:  # pycrate raises its own errors and IndexError on short input
+            return None
+        value = record.get_val()
+    end = len(data) - char.len_byte()
+    return (value, end) if end > offset else None
 
 
 def _framed(data: bytes, msc_areas: Mapping[str, str]) -> MscFile:
@@ -141,7 +149,10 @@ def _framed(data: bytes, msc_areas: Mapping[str, str]) -> MscFile:
 
 def decode_record(raw: bytes, offset: int) -> tuple[Any, bytes, int] | None:
     """One whole CallEventRecord's value (pycrate's), or None when `raw` is not exactly one."""
-    record = _cs_record()
+    fast = read_call(raw)
+    if fast is not None and fast[1] == len(raw):
+        return fast[0], raw, offset
+    record = library_record()
     with _decoding:
         try:
             char = _charpy(raw)
