@@ -2,10 +2,12 @@
 records, each mapped to a §3.1 CDR or rejected, with the bytes it came from.
 
 Pure: bytes in, `MscFile` out. A file is TS 32.297 framed (a file header, then a header per
-CDR) or bare concatenated CallEventRecords; both are read. Each record is decoded by pycrate
-with the standard's own ASN.1 modules (`pycrate_asn1dir.CDR`, CSChargingDataTypes.CSRecord),
-never by a grammar written here. Partial records are returned as parts; `merge_parts` makes
-one call of a call's parts (service.ingest.msc_files holds parts across files)."""
+CDR) or bare concatenated CallEventRecords; both are read. A call record is read by
+service.ingest.ber_fast (its layout taken from pycrate's modules, proven equal to pycrate by
+tests); any other record is decoded by pycrate with the standard's own ASN.1 modules
+(`pycrate_asn1dir.CDR`, CSChargingDataTypes.CSRecord), never by a grammar written here.
+Partial records are returned as parts; `merge_parts` makes one call of a call's parts
+(service.ingest.msc_files holds parts across files)."""
 
 from __future__ import annotations
 
