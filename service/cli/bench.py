@@ -27,7 +27,15 @@ def run(args: argparse.Namespace) -> int:
         lines = run_mediation_bench(
             load_rater_or_refuse(args.tariffs), args.records, seed=args.seed
         )
-        print("\n".join(lines))
+        print("\n".join(lines), flush=True)
+        url = args.database_url or get_settings().database_url
+        if url and url.startswith("postgresql"):
+            from service.tools.bench_mediation import run_freeswitch_http
+
+            lines = run_freeswitch_http(url, workers=args.workers, seconds=args.seconds)
+            print("\n".join(lines))
+        else:
+            print("freeswitch over HTTP: skipped (give --database-url postgresql+psycopg://…)")
         return 0
     if args.engine == "spark":
         return _bench_engines(args)

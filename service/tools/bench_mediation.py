@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -184,3 +185,82 @@ def run_mediation_bench(rater: Rater, records: int, *, seed: int = 0) -> list[st
     )
     lines.append(f"freeswitch map (encode=true JSON leg, one core): {rate:,.0f} legs/s")
     return lines
+
+
+def _native_leg_batch(start: int, size: int) -> bytes:
+    """The same legs as §3.1 NDJSON (their own ids: they are other records in the database)."""
+    lines = []
+    for index in range(start, start + size):
+        cdr = {
+            "id": f"native-{index}",
+            "caller": "13800138000",
+            "callee": "02188001234",
+            "start": "2010-03-01T10:00:00.250000+08:00",
+            "duration_s": 125,
+            "visited_area": "021",
+            "plan": "gotone",
+        }
+        lines.append(json.dumps(cdr).encode())
+    return b"\n".join(lines) + b"\n"
+
+
+def run_freeswitch_http(
+    database_url: str, *, workers: int = 2, connections: int = 8, seconds: float = 5.0
+) -> list[str]:
+    """`serve --workers N` on a throwaway PostgreSQL schema: FreeSWITCH legs posted one per
+    request by `connections` keep-alive clients, then the same legs as native NDJSON batches
+    of 100, in the same run."""
+    from service.db.migrate import throwaway_schema
+    from service.tools import loadgen, loadtest
+    from service.tools.bench_service import KEYS, MIGRATIONS, server
+
+    legs = 40_000  # more than answered in `seconds` at the target: each leg posted once
+    with (
+        throwaway_schema(database_url, prefix="benchfs", migrations_dir=MIGRATIONS) as url,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        mediation = Path(scratch) / "mediation.toml"
+        mediation.write_text('[freeswitch.switch_areas]\n"fs-sh-1" = "021"\n', encoding="utf-8")
+        env = {
+            "CALLRATE_DATABASE_URL": url,
+            "CALLRATE_API_KEYS": ",".join(f"{role}={key}" for role, key in KEYS.items()),
+            "CALLRATE_DATA_DIR": scratch,
+            "CALLRATE_MEDIATION_FILE": str(mediation),
+        }
+        port = loadtest.free_port()
+        command = [sys.executable, "-m", "service.cli", "serve", "--workers", str(workers)]
+        client = loadtest.HttpClient("http://127.0.0.1", max_connections=1)
+        auth = {"Authorization": f"Bearer {KEYS['switch']}"}
+        form = {**auth, "Content-Type": "application/x-www-form-urlencoded"}
+        fs_requests = [
+            client.render("POST", "/v1/cdrs/freeswitch?uuid=x", _fs_leg(i), form)
+            for i in range(legs)
+        ]
+        ndjson = {**auth, "Content-Type": "application/x-ndjson"}
+        native_requests = [
+            client.render("POST", "/v1/cdrs", _native_leg_batch(i * 100, 100), ndjson)
+            for i in range(legs // 100)
+        ]
+        with server(
+            [*command, "--port", str(port)],
+            env,
+            port,
+            Path(scratch) / "serve.log",
+            application_name="callrate-bench-fs",
+        ) as served:
+            fs = loadgen.run(
+                served.base, fs_requests, mode="closed", connections=connections, seconds=seconds
+            )
+            native = loadgen.run(
+                served.base,
+                native_requests,
+                mode="closed",
+                connections=connections,
+                seconds=seconds,
+            )
+    return [
+        f"freeswitch over HTTP, serve --workers {workers}, {connections} keep-alive clients, "
+        f"one leg a request: {fs['per_s']:,.0f} legs/s (target 1,000) {fs['statuses']}",
+        f"the same legs as native NDJSON batches of 100: {native['per_s'] * 100:,.0f} legs/s "
+        f"{native['statuses']}",
+    ]
