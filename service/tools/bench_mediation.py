@@ -241,6 +241,10 @@ def run_freeswitch_http(
             client.render("POST", "/v1/cdrs", _native_leg_batch(i * 100, 100), ndjson)
             for i in range(legs // 100)
         ]
+        single_requests = [  # the floor a leg per request has: the store and commit of one
+            client.render("POST", "/v1/cdrs", _native_leg_batch(legs + i, 1), ndjson)
+            for i in range(legs)
+        ]
         with server(
             [*command, "--port", str(port)],
             env,
@@ -258,9 +262,18 @@ def run_freeswitch_http(
                 connections=connections,
                 seconds=seconds,
             )
+            single = loadgen.run(
+                served.base,
+                single_requests,
+                mode="closed",
+                connections=connections,
+                seconds=seconds,
+            )
     return [
         f"freeswitch over HTTP, serve --workers {workers}, {connections} keep-alive clients, "
         f"one leg a request: {fs['per_s']:,.0f} legs/s (target 1,000) {fs['statuses']}",
         f"the same legs as native NDJSON batches of 100: {native['per_s'] * 100:,.0f} legs/s "
         f"{native['statuses']}",
+        f"the same legs as native NDJSON, one a request: {single['per_s']:,.0f} legs/s "
+        f"{single['statuses']}",
     ]
