@@ -360,3 +360,36 @@ def test_a_recycle_maps_the_switch_bytes_again_with_todays_mediation_file(
 
     last = cs_record(callReference=b"\x0c", sequenceNumber=2, causeForTerm=0, callDuration=7)
     assert post_file(mediated, last)["results"][0]["result"] == "rated"  # held part still there
+
+
+def test_a_locked_database_is_503_so_that_the_switch_retries(tmp_path: Path, rater: Rater) -> None:
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import TARIFFS
+    from tests.conftest_db import KEYS_SPEC, fresh_database
+
+    with fresh_database("sqlite", tmp_path) as url:
+        settings = Settings(
+            database_url=url,
+            data_dir=tmp_path,
+            tariffs_dir=TARIFFS,
+            api_keys=KEYS_SPEC,
+            default_plan="gotone",
+            db_statement_timeout_s=0.5,
+        )
+        holder = sqlite3.connect(str(make_url(url).database), isolation_level=None)
+        leg = fs_json_bytes(fs_json())
+        with running_api(settings, rater) as api:
+            holder.execute("BEGIN EXCLUSIVE")  # another writer holds the lock
+            try:
+                for path, body in ((FS, leg), (GPP, MO)):
+                    response = api.post(path, role="switch", content=body)
+                    assert response.status_code == 503, response.text
+                    assert response.json()["error"] == "database_unavailable"
+                    assert int(response.headers["retry-after"]) > 0
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+            assert post_fs(api, leg)["results"][0]["result"] == "rated"  # FreeSWITCH's retry
