@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # version is used within 5 s, without a restart)
     tariffs_poll_s: float = Field(default=2.0, gt=0, le=4.0)
     log_format: Literal["text", "json"] = "text"  # request log lines on stderr
+    # SPEC §3.4: what a site configures for its switches' own formats (docs/mediation.md)
+    mediation_file: Path | None = None
     # prometheus_client's own variable: with several workers each writes its metrics there
     # and /metrics sums them (`callrate serve --workers N` sets it when unset)
     prometheus_multiproc_dir: Path | None = Field(

@@ -48,6 +48,12 @@ class BadBody(DomainError):
     code = "body.not_json"
 
 
+class EmptyBody(BadBody):
+    """A switch's file or document endpoint was posted no bytes (SPEC §3.4)."""
+
+    code = "body.empty"
+
+
 class BodyTooLarge(DomainError):
     """The body has more bytes or more records than allowed."""
 

@@ -95,6 +95,21 @@ class BatchResponse(BaseModel):
     results: list[RecordResult]
 
 
+class MscFileReport(BaseModel):
+    """Whether an MSC file was read whole (SPEC §3.4)."""
+
+    records: int  # records found, the unreadable remainder counted as one
+    framed: bool  # TS 32.297 framed (else bare concatenated records)
+    failed: bool  # a truncated or corrupt file: its remainder is in suspense
+    fault_offset: int | None  # where the remainder starts
+
+
+class MscFileResponse(BatchResponse):
+    """Answer to POST /v1/cdrs/3gpp: per record (a partial call at its last part), and the file."""
+
+    file: MscFileReport
+
+
 class StoredRating(BaseModel):
     """One rating in a CDR's history; the highest seq is the current one."""
 

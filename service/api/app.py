@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import Gauge
 from starlette.types import Receive, Scope, Send
 
-from service.api import cdrs, ops, quote, subscribers, suspense, usage
+from service.api import cdrs, mediation, ops, quote, subscribers, suspense, usage
 from service.api import rerate as rerate_api
 from service.api.admission import Admission, AdmissionMiddleware
 from service.api.console import console_files
@@ -28,6 +28,7 @@ from service.db.audit_batcher import AuditBatcher
 from service.db.session import DbTimeouts, make_engine, make_sessionmaker
 from service.flows.registry_cache import RegistryCache
 from service.flows.tariffs import LiveTariffs
+from service.ingest.mediation_file import load_mediation
 from service.jobs.rerate import warm_batch_kernels
 from service.ops.metrics import HttpMetricsMiddleware, Metrics
 from service.ops.requestlog import RequestLogMiddleware
@@ -135,9 +136,10 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.mediation = load_mediation(settings.mediation_file)  # a bad file stops the start
     install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    for module in (quote, cdrs, subscribers, suspense, rerate_api, ops, usage):
+    for module in (quote, cdrs, mediation, subscribers, suspense, rerate_api, ops, usage):
         app.include_router(module.router)
     app.mount("/agent", console_files(), name="agent")
     install_docs(app)
@@ -147,7 +149,12 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)  # counts refusals too
     app.add_middleware(RequestLogMiddleware, log_format=settings.log_format)  # outermost
     app.direct_endpoint = DirectEndpoint(
-        {quote.PATH: quote.DIRECT, cdrs.PATH: cdrs.DIRECT},
+        {
+            quote.PATH: quote.DIRECT,
+            cdrs.PATH: cdrs.DIRECT,
+            mediation.FREESWITCH_PATH: mediation.FREESWITCH_DIRECT,
+            mediation.THREEGPP_PATH: mediation.THREEGPP_DIRECT,
+        },
         admission=admission,
         metrics=metrics,
         log_format=settings.log_format,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from service.api.deps import AdminActor, MetricsDep, RaterDep, SessionDep, SettingsDep
 from service.api.errors import error_responses
 from service.errors import Forbidden, Unauthenticated
+from service.ingest.recycled import row_decoder
 from service.ingest.suspense import list_suspense, recycle_suspense
 from service.schemas import MAX_ROW_ID, RecycleRequest, RecycleResponse, SuspenseList
 
@@ -39,6 +40,7 @@ def get_suspense(
     responses=error_responses(Unauthenticated, Forbidden),
 )
 def recycle(
+    http: Request,
     request: RecycleRequest,
     session: SessionDep,
     rater: RaterDep,
@@ -54,4 +56,5 @@ def recycle(
         ids=request.ids,
         limit=request.limit,
         metrics=metrics,
+        decode=row_decoder(http.app.state.mediation),
     )

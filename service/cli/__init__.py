@@ -1,8 +1,9 @@
 """The `callrate` command line: one module per command group, assembled here.
 
-`quote`, `rate`, `bench`, `rerate`, `tariffs`, `numbering`, `serve` (with `db upgrade`),
-`keys` and `loadtest` each add their parser (`add_parser`) and hold their handler; `errors`
-holds the checks that turn a user's mistake into one line on stderr and exit code 2.
+`quote`, `rate`, `ingest`, `bench`, `rerate`, `tariffs`, `numbering`, `serve` (with
+`db upgrade`), `keys` and `loadtest` each add their parser (`add_parser`) and hold their
+handler; `errors` holds the checks that turn a user's mistake into one line on stderr and exit
+code 2.
 """
 
 from __future__ import annotations
@@ -14,22 +15,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from service.cli import bench, keys, loadtest, numbering, quote, rate, rerate, serve, tariffs
+from service.cli import (
+    bench,
+    ingest,
+    keys,
+    loadtest,
+    numbering,
+    quote,
+    rate,
+    rerate,
+    serve,
+    tariffs,
+)
 from service.cli.errors import USAGE_EXIT, UsageError
 from service.config import get_settings
 
 Command = Callable[[argparse.Namespace], int]
-COMMAND_GROUPS = (
-    quote,
-    numbering,
-    rate,
-    bench,
-    rerate,
-    tariffs,
-    serve,
-    keys,
-    loadtest,
-)  # --help order
+# in --help order
+COMMAND_GROUPS = (quote, numbering, rate, ingest, bench, rerate, tariffs, serve, keys, loadtest)
 
 
 class HelpFormatter(argparse.HelpFormatter):

@@ -20,6 +20,23 @@ def run(args: argparse.Namespace) -> int:
 
         return bench_service.run(args, get_settings().database_url)
 
+    if args.target == "mediation":
+        from service.tools.bench_mediation import run_mediation_bench
+
+        apply_single_thread()
+        lines = run_mediation_bench(
+            load_rater_or_refuse(args.tariffs), args.records, seed=args.seed
+        )
+        print("\n".join(lines), flush=True)
+        url = args.database_url or get_settings().database_url
+        if url and url.startswith("postgresql"):
+            from service.tools.bench_mediation import run_freeswitch_http
+
+            lines = run_freeswitch_http(url, workers=args.workers, seconds=args.seconds)
+            print("\n".join(lines))
+        else:
+            print("freeswitch over HTTP: skipped (give --database-url postgresql+psycopg://…)")
+        return 0
     if args.engine == "spark":
         return _bench_engines(args)
     rater = load_rater_or_refuse(args.tariffs)
@@ -58,9 +75,10 @@ def add_parser(commands: Any) -> None:
     bench.add_argument(
         "target",
         nargs="?",
-        choices=("rating", "service"),
+        choices=("rating", "service", "mediation"),
         default="rating",
-        help="rating: the per-call and batch paths; service: the served service (PostgreSQL)",
+        help="rating: the per-call and batch paths; service: the served service (PostgreSQL); "
+        "mediation: the switch formats (docs/mediation.md)",
     )
     bench.add_argument(
         "--rows", type=positive_int, default=2_000_000, metavar="N", help="CDRs to generate"
@@ -87,6 +105,13 @@ def add_parser(commands: Any) -> None:
         help="spark: Parquet CDR file to rate (default: --rows generated CDRs)",
     )
     bench.add_argument("--master", default="local[2]", metavar="URL", help="spark: master URL")
+    bench.add_argument(
+        "--records",
+        type=positive_int,
+        default=100_000,
+        metavar="N",
+        help="mediation: 3GPP records in the file ingested",
+    )
     service = bench.add_argument_group("bench service (PostgreSQL; docs/performance-service.md)")
     service.add_argument(
         "--database-url", metavar="URL", help="PostgreSQL URL (default: CALLRATE_DATABASE_URL)"

@@ -23,6 +23,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     func,
+    or_,
     select,
     text,
     tuple_,
@@ -767,3 +768,21 @@ def usage_calls(
         .limit(limit)
     )
     return [UsageCall(*row) for row in session.execute(statement)]
+
+
+def held_parts(session: Session, *, record_ids: Sequence[str], code: str) -> list[SuspenseRow]:
+    """Suspense rows of these record ids with this code, open or merged (SPEC §3.4: partial
+    records of a call held until its last part), oldest first, the open ones locked."""
+    found: list[SuspenseRow] = []
+    for chunk in _chunks(record_ids):
+        query = (
+            select(SuspenseRow)
+            .where(
+                _member_of(session, SuspenseRow.record_id, chunk),
+                SuspenseRow.code == code,
+                or_(SuspenseRow.resolved_at.is_(None), SuspenseRow.resolution == "merged"),
+            )
+            .order_by(SuspenseRow.id)
+        )
+        found.extend(session.scalars(query.with_for_update()).all())
+    return found

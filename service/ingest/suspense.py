@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +60,10 @@ def suspense_rows(
     ]
 
 
+def _json_record(row: SuspenseRow, index: int) -> Incoming:
+    return decode_record(row.raw, index, brackets=row.raw.count(b"[") + row.raw.count(b"{"))
+
+
 def recycle_suspense(
     session: Session,
     *,
@@ -69,16 +73,16 @@ def recycle_suspense(
     limit: int,
     metrics: Metrics | None = None,
     now: datetime | None = None,
+    decode: Callable[[SuspenseRow, int], Incoming] | None = None,
 ) -> schemas.RecycleResponse:
-    """Re-rate open suspense rows; those that now rate move to the CDRs."""
+    """Re-rate open suspense rows; those that now rate move to the CDRs. `decode` reads a
+    row back as a record (default: its bytes as a §3.1 record; a switch's own format:
+    service.ingest.recycled)."""
     at = now or utcnow()
 
     def work() -> tuple[list[SuspenseRow], list[Outcome]]:
         rows = repository.open_suspense(session, ids=ids, limit=limit)
-        records = [
-            decode_record(row.raw, index, brackets=row.raw.count(b"[") + row.raw.count(b"{"))
-            for index, row in enumerate(rows)
-        ]
+        records = [(decode or _json_record)(row, index) for index, row in enumerate(rows)]
         results = rate_with_registry(
             session,
             rater=rater,

@@ -55,6 +55,33 @@ REASONS: dict[str, str] = {
     ),
     "id.invalid_characters": "id may not hold NUL or unpaired surrogate (\\ud800) characters",
     "id.conflict": "id is already stored with different content",
+    # SPEC §3.4: a switch's own format that cannot be mapped to a CDR (service/ingest/).
+    "record.not_freeswitch": (
+        "record is not a FreeSWITCH mod_json_cdr or mod_xml_cdr document (no variables.uuid)"
+    ),
+    "record.malformed": "record is not well-formed JSON or XML",
+    "record.forbidden_xml": "record declares a DTD, an entity or an external reference: refused",
+    "record.bad_encoding": (
+        "record: the cdr= form field is missing, or its urlencoding or base64 is invalid"
+    ),
+    "start.invalid_epoch": (
+        "start: answer_uepoch, answer_epoch and start_uepoch must be whole numbers from 0"
+    ),
+    "duration_s.invalid_billsec": "duration_s: billmsec and billsec must be whole numbers from 0",
+    "caller.invalid_diversion": (
+        "caller: sip_h_Diversion holds no sip:, sips: or tel: URI with a user part"
+    ),
+    "record.not_ber": (
+        "record: not a whole BER CallEventRecord (a truncated or corrupt file from here on)"
+    ),
+    "record.not_a_call": "record is not an moCallRecord or mtCallRecord: nothing to rate",
+    "record.partial_held": "record is a partial record: held until its call's last part",
+    "start.invalid_answer_time": (
+        "start: answerTime must be BCD YYMMDDhhmmss, a sign and an offset hhmm"
+    ),
+    "visited_area.unknown_msc": (
+        "visited_area: the MSC (recordingEntity, else mSCAddress) is not in [3gpp.msc_areas]"
+    ),
 }
 REASON_CODES: tuple[str, ...] = tuple(REASONS)
 
