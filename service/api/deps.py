@@ -5,7 +5,7 @@ The ones that do no I/O are `async def` so they run on the event loop, not in a 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -74,6 +74,16 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
+def single_authorization(values: Sequence[str]) -> str | None:
+    """The request's one Authorization header (None without one); 401 when it carries more
+    than one: which of them would count is not for a route to choose."""
+    if len(values) > 1:
+        raise Unauthenticated(
+            f"a request carries at most one Authorization header; this one has {len(values)}"
+        )
+    return values[0] if values else None
+
+
 async def identify(keys: KeyRing, authorization: str | None) -> Actor:
     """The actor of an Authorization header's key; 401 without a valid one."""
     scheme, credentials = get_authorization_scheme_param(authorization)
@@ -95,7 +105,8 @@ def check_role(actor: Actor, role: str) -> None:
 
 async def authenticate(request: Request, role: str) -> Actor:
     """The caller's actor: its key must be valid (401) and allow `role` (403)."""
-    actor = await identify(request.app.state.keys, request.headers.get("authorization"))
+    authorization = single_authorization(request.headers.getlist("authorization"))
+    actor = await identify(request.app.state.keys, authorization)
     request.state.role = actor.role  # for the request log line
     check_role(actor, role)
     return actor

@@ -53,11 +53,16 @@ class BodyGuardMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if not await _known(scope["app"].state.keys, headers.get("authorization")):
+        authorizations = headers.getlist("authorization")
+        if len(authorizations) > 1 or not await _known(
+            scope["app"].state.keys, authorizations[0] if authorizations else None
+        ):
             refused = error_response(
                 401,
                 Unauthenticated.code,
-                "a valid Authorization: Bearer <key> header is required",
+                "a request carries at most one Authorization header"
+                if len(authorizations) > 1
+                else "a valid Authorization: Bearer <key> header is required",
                 headers={"WWW-Authenticate": "Bearer"},
             )
             await refused(scope, receive, send)
