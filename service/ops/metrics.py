@@ -3,6 +3,7 @@ reason code, job outcome) and none holds a number a subscriber dialled."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -239,18 +240,23 @@ class RerateProgress:
             self.running, self.remaining = False, 0
 
 
+_CONVERTER = re.compile(r":[a-z]+}")
+
+
 def route_template(scope: Scope) -> str:
     """The matched route's path template; never the concrete path (it may hold a number)."""
-    matched = getattr(scope.get("route"), "path", None)
-    if matched:
-        return str(matched)
-    app = scope.get("app")
-    router = getattr(app, "router", None)
-    for route in getattr(router, "routes", ()):
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+    matched = scope.get("route")
+    if matched is None:
+        app = scope.get("app")
+        router = getattr(app, "router", None)
+        for route in getattr(router, "routes", ()):
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                matched = route
+                break
+    template = getattr(matched, "path", None)
+    # without converters: `{cdr_id}`, not `{cdr_id:path}`, as OpenAPI names the route
+    return _CONVERTER.sub("}", str(template)) if template else "unmatched"
 
 
 class HttpMetricsMiddleware:
