@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import MAXYEAR, datetime
 
 import orjson
 from sqlalchemy.orm import Session
@@ -29,11 +29,36 @@ def month_window(month: str | None, *, now: datetime | None = None) -> tuple[str
         month = (now or utcnow()).astimezone(CHINA_TIME).strftime("%Y-%m")
     matched = _MONTH.fullmatch(month)
     if matched is None or int(matched[1]) < 1970:
-        raise InvalidInput("month must be YYYY-MM, e.g. 2010-03")
+        raise InvalidInput("month must be YYYY-MM, e.g. 2010-03", field="month")
     year, number = int(matched[1]), int(matched[2])
+    if (year, number) == (MAXYEAR, 12):  # its end, 10000-01-01, is no datetime
+        raise InvalidInput(f"month {month} is past the last month there can be", field="month")
     start = datetime(year, number, 1, tzinfo=CHINA_TIME)
     end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=CHINA_TIME)
     return month, int(start.timestamp()), int(end.timestamp())
+
+
+def tariffed_window(
+    rater: Rater, month: str | None, *, now: datetime | None = None
+) -> tuple[str, int, int]:
+    """month_window, refused (InvalidInput, field `month`) for a month in which no tariff
+    version is in force: no call of it can have been rated."""
+    month, lo, hi = month_window(month, now=now)
+    tariffs = rater.book.tariffs
+    if not any(
+        t.from_epoch_s < hi and (t.until_epoch_s is None or t.until_epoch_s > lo) for t in tariffs
+    ):
+        first = tariffs[0].effective_from.astimezone(CHINA_TIME).strftime("%Y-%m")
+        last = tariffs[-1].until_epoch_s
+        until = (
+            " on" if last is None else f" to {datetime.fromtimestamp(last - 1, CHINA_TIME):%Y-%m}"
+        )
+        raise InvalidInput(
+            f"no tariff version is in force in {month}: the tariffs cover months from "
+            f"{first}{until}",
+            field="month",
+        )
+    return month, lo, hi
 
 
 def _month_tariff(rater: Rater, from_epoch_s: int, to_epoch_s: int) -> Tariff | None:
@@ -100,7 +125,7 @@ def usage(
     """A subscriber's month (详单): per-class summary and a page of calls from each CDR's
     current rating, package fees, total in fen; the other party masked but for admin; audited."""
     number = checked_msisdn(msisdn)
-    month, lo, hi = month_window(month, now=now)
+    month, lo, hi = tariffed_window(rater, month, now=now)
     tariff = _month_tariff(rater, lo, hi)
     subscriber = _usage_subscriber(
         rater, number, repository.get_subscriber(session, msisdn=number), tariff, cities
