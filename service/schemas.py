@@ -54,15 +54,6 @@ class RatingOut(BaseModel):
     explanation_zh: str
 
 
-class Rejection(BaseModel):
-    """Why a record or quote cannot be rated: the field and a stable code."""
-
-    rejected: Literal[True] = True
-    field: str
-    code: str
-    reason: str
-
-
 class RecordResult(BaseModel):
     """Per-record answer to a batch: rated, duplicate (stored charge) or rejected (reason)."""
 

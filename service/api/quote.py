@@ -23,13 +23,13 @@ from starlette.responses import Response
 
 from service.api.deps import authenticate, read_body
 from service.api.direct import DirectRoute
-from service.api.errors import error_responses
+from service.api.errors import ErrorBody, error_responses
 from service.errors import BadBody, BodyTooLarge, Forbidden, InvalidInput, Unauthenticated
 from service.flows.quotes import parse_json_object, parse_quote, rate_quote
 from service.flows.registry_cache import Missing
 from service.rating.rejections import Rejected
 from service.rating.scalar import SubscriberProfile
-from service.schemas import QuoteRequest, RatingOut, Rejection
+from service.schemas import QuoteRequest, RatingOut
 from service.security import Actor
 
 PATH = "/v1/quote"
@@ -48,8 +48,8 @@ QUOTE_OPENAPI: dict[str, Any] = {
 
 
 async def quote_answer(state: State, actor: Actor, body: bytes) -> tuple[int, bytes]:
-    """SPEC §6.1 rating of a CDR without id, audited before it is answered: the status
-    (200, or 422 for a rejection with its reason) and the JSON answer."""
+    """SPEC §6.1 rating of a CDR without id, audited before it is answered: the status (200,
+    or 422 for a rejection: its code, field and reason in the error envelope) and the JSON."""
     sent: object
     try:
         sent = parse_json_object(body)
@@ -72,7 +72,16 @@ async def quote_answer(state: State, actor: Actor, body: bytes) -> tuple[int, by
         actor=actor,
     )
     await state.audit_batcher.write(audit)  # committed before the answer
-    return (422 if isinstance(result, Rejected) else 200), orjson.dumps(result.to_dict())
+    if isinstance(result, Rejected):
+        return 422, orjson.dumps(rejection_body(result))
+    return 200, orjson.dumps(result.to_dict())
+
+
+def rejection_body(rejection: Rejected) -> dict[str, str]:
+    """A quote that cannot be rated, in the one error envelope (SPEC §6.2): the rejection
+    code as `error`, its reason (with what to do instead) as `message`, and its `field`."""
+    reason: str = rejection.to_dict()["reason"]
+    return {"error": rejection.code, "message": reason, "field": rejection.field}
 
 
 @router.post(
@@ -82,8 +91,10 @@ async def quote_answer(state: State, actor: Actor, body: bytes) -> tuple[int, by
     openapi_extra=QUOTE_OPENAPI,
     responses={
         422: {
-            "model": Rejection,
-            "description": "the call cannot be rated, or the body is not an object",
+            "model": ErrorBody,
+            "description": "the call cannot be rated, or the body is not an object: `error` "
+            "is the rejection code (e.g. `callee.unknown_area_code`), `field` the field at "
+            "fault, `message` the reason",
         },
         **error_responses(BadBody, Unauthenticated, Forbidden, BodyTooLarge),
     },

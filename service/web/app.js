@@ -133,7 +133,7 @@
 
   class ApiError extends Error {
     constructor(status, body) {
-      super((body && (body.message || body.reason)) || "HTTP " + status);
+      super((body && body.message) || "HTTP " + status);
       this.status = status;
       this.body = body || {};
     }
@@ -306,14 +306,14 @@
   }
 
   function showQuoteError(error) {
+    // the one error envelope: {"error": code, "message", "field"?}
     const body = error.body;
-    const code = body.code || body.error;
     const inputId = FIELD_INPUT[body.field];
     if (error.status === 422 && inputId) {
-      showFieldError(inputId, REJECTIONS_ZH[code] || body.reason || body.message);
+      showFieldError(inputId, REJECTIONS_ZH[body.error] || body.message);
     } else {
       $("q-form-error").textContent =
-        error.status === 422 ? REJECTIONS_ZH[code] || body.reason || body.message : generalMessage(error);
+        error.status === 422 ? REJECTIONS_ZH[body.error] || body.message : generalMessage(error);
     }
   }
 

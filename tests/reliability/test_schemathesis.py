@@ -24,7 +24,7 @@ from tests.conftest_db import KEYS, running_api
 
 EXAMPLES_PER_OPERATION = 50
 # A quote that is valid by the schema may still not be rateable (a callee outside the
-# numbering plan, a plan no tariff has): SPEC §6.1 answers it 422 with a Rejection, which
+# numbering plan, a plan no tariff has): SPEC §6.1 answers it 422 in the error envelope, which
 # response_schema_conformance checks. No JSON schema can say which numbers the numbering
 # plan holds, so "schema-valid means accepted" does not hold for this one operation.
 # The same for a registry entry (its home_area must be in the numbering plan, its plan and
