@@ -293,6 +293,12 @@ def install_log_masking() -> None:
     logging.setLogRecordFactory(factory)
 
 
+def audit_text(text: str, limit: int) -> str:
+    """Text a caller sent (an id asked for), fit for an audit column: printable, cut."""
+    printable = "".join(c for c in text if c.isprintable()).encode("utf-8", "replace").decode()
+    return printable[:limit]
+
+
 def write_audit(
     db: repository.Executor,
     *,

@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
 from service.config import Settings
-from service.errors import BodyTooLarge, Forbidden, Unauthenticated
+from service.errors import BodyTooLarge, DomainError, Forbidden, Unauthenticated
 from service.ops.metrics import Metrics
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater
@@ -27,16 +27,31 @@ bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request: commits once after the endpoint succeeded, else rolls back."""
+    """One session per request: commits once after the endpoint succeeded, else rolls back;
+    but a GET answered with a domain error (404, 422) commits too: a read writes nothing but
+    its audit row, and an attempt is audited as a read is (SPEC §8)."""
     session: Session = request.app.state.sessions()
     try:
         yield session
         session.commit()
+    except DomainError:
+        if request.method == "GET":
+            _commit_or_roll_back(session)
+        else:
+            session.rollback()
+        raise
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def _commit_or_roll_back(session: Session) -> None:
+    try:
+        session.commit()
+    except Exception:  # the database is out: the domain error is still the answer
+        session.rollback()
 
 
 async def get_rater(request: Request) -> Rater:

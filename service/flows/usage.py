@@ -18,7 +18,7 @@ from service.flows.registry import checked_msisdn, home_area_of
 from service.rating.numbering import NO_INDEX
 from service.rating.scalar import Rater
 from service.rating.tariff import Tariff
-from service.security import Actor, mask_number, write_audit
+from service.security import Actor, audit_text, mask_number, write_audit
 
 _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
@@ -125,7 +125,13 @@ def usage(
     """A subscriber's month (详单): per-class summary and a page of calls from each CDR's
     current rating, package fees, total in fen; the other party masked but for admin; audited."""
     number = checked_msisdn(msisdn)
-    month, lo, hi = tariffed_window(rater, month, now=now)
+    at = now or utcnow()
+    try:
+        month, lo, hi = tariffed_window(rater, month, now=now)
+    except InvalidInput:  # the attempt is audited too (SPEC §8); the session commits it
+        detail = f"{audit_text(month or '', 40)} -> {InvalidInput.code}"
+        write_audit(session, actor=actor, action="usage.read", subject=number, detail=detail, at=at)
+        raise
     tariff = _month_tariff(rater, lo, hi)
     subscriber = _usage_subscriber(
         rater, number, repository.get_subscriber(session, msisdn=number), tariff, cities
@@ -134,9 +140,7 @@ def usage(
     calls = repository.usage_calls(
         session, msisdn=number, from_epoch_s=lo, to_epoch_s=hi, offset=offset, limit=limit
     )
-    write_audit(
-        session, actor=actor, action="usage.read", subject=number, detail=month, at=now or utcnow()
-    )
+    write_audit(session, actor=actor, action="usage.read", subject=number, detail=month, at=at)
     call_count = sum(c.calls for c in summary)
     calls_fen = sum(c.charge_fen for c in summary)
     package_fees_fen = sum(p.monthly_fee_fen for p in subscriber.packages)

@@ -71,3 +71,26 @@ def test_an_id_holding_a_slash_or_url_characters_reads_back(api: Api) -> None:
     metrics = api.get("/metrics", role="ops").text
     assert 'route="/v1/cdrs/{cdr_id}"' in metrics
     assert "d3/x" not in metrics
+
+
+def test_integers_beyond_64_bits_read_back_exactly(api: Api) -> None:
+    sent = (
+        b'[{"id":"big","caller":"13800138000","callee":"02188001234",'
+        b'"start":"2010-03-01T10:00:00+08:00","duration_s":125,"plan":"gotone",'
+        b'"n1":-9223372036854775809,"n2":18446744073709551616,"n3":[123456789012345678901234567890],'
+        b'"n4":9223372036854775807,"n5":{"deep":-100000000000000000000}}]'
+    )
+    stored = api.post(
+        "/v1/cdrs", role="switch", content=sent, headers={"Content-Type": "application/json"}
+    )
+    assert stored.json()["counts"]["rated"] == 1, stored.text
+    response = api.get("/v1/cdrs/big", role="admin")
+    record = response.json()["record"]
+    assert record["n1"] == -9223372036854775809
+    assert record["n2"] == 18446744073709551616
+    assert record["n3"] == [123456789012345678901234567890]
+    assert record["n4"] == 9223372036854775807
+    assert record["n5"] == {"deep": -100000000000000000000}
+    for text in (b"-9223372036854775809", b"18446744073709551616", b"-100000000000000000000"):
+        assert text in response.content
+    assert b"e+" not in response.content
