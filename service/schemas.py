@@ -353,7 +353,10 @@ class ClassUsageOut(BaseModel):
 class UsageCallOut(BaseModel):
     """One call of the month; the other party's number masked for agents."""
 
-    id: str
+    id: str = Field(description="the CDR's id; masked for agents where it holds a number")
+    ref: int = Field(
+        description="the call's reference: GET /v1/subscribers/{msisdn}/calls/{ref} reads it"
+    )
     start: datetime = Field(description="+08:00")
     other_party: str = Field(examples=["139****5678"])
     duration_s: int

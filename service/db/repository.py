@@ -432,6 +432,11 @@ def get_cdr(session: Session, *, cdr_id: str) -> Cdr | None:
     return session.get(Cdr, cdr_id)
 
 
+def cdr_id_of_rating(session: Session, *, rating_id: int) -> str | None:
+    """The id of the CDR a rating row belongs to."""
+    return session.scalar(select(RatingRow.cdr_id).where(RatingRow.id == rating_id))
+
+
 def ratings_of(session: Session, *, cdr_id: str) -> list[RatingRow]:
     """Every rating of a CDR, oldest first."""
     return list(
@@ -697,6 +702,7 @@ class UsageCall:
     tariff: str
     charge_fen: int
     ratings: int  # how many ratings the CDR has (seq of the current one)
+    rating_id: int  # the current rating's row: the call's reference in a usage list
 
 
 def _current_of_caller(
@@ -761,6 +767,7 @@ def usage_calls(
             RatingRow.tariff,
             RatingRow.charge_fen,
             RatingRow.seq,
+            RatingRow.id,
         )
         .order_by(Cdr.start_epoch_s, Cdr.id)
         .offset(offset)

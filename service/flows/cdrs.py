@@ -15,12 +15,19 @@ from service.clock import utcnow
 from service.db import repository
 from service.db.models import RatingRow
 from service.errors import InSuspense, NotFound
-from service.flows.registry import home_area_of, profile_of_rating
+from service.flows.registry import checked_msisdn, home_area_of, profile_of_rating
 from service.rating.explain import yuan
 from service.rating.rejections import Rejected
 from service.rating.result import Rating
 from service.rating.scalar import Rater
-from service.security import Actor, audit_text, mask_number, mask_numbers, write_audit
+from service.security import (
+    Actor,
+    audit_text,
+    mask_number,
+    mask_numbers,
+    mask_text,
+    write_audit,
+)
 
 
 def stored_rating_out(row: RatingRow, *, rater: Rater, record: object) -> schemas.StoredRating:
@@ -135,7 +142,7 @@ def read_cdr(
         record = mask_numbers(record, own=row.caller)
     registered = repository.registry_entry(session, msisdn=row.caller)
     return schemas.CdrOut(
-        id=row.id,
+        id=row.id if actor.role == "admin" else mask_text(row.id, own=row.caller),
         caller=row.caller,
         home_area=home_area_of(rater, row.caller, registered.home_area if registered else None),
         callee=callee,
@@ -147,3 +154,30 @@ def read_cdr(
         current=ratings[-1],
         ratings=ratings,
     )
+
+
+def read_call(
+    session: Session,
+    *,
+    rater: Rater,
+    msisdn: str,
+    ref: int,
+    actor: Actor,
+    now: datetime | None = None,
+) -> schemas.CdrOut:
+    """A subscriber's call by its reference in the usage list (`ref`), as read_cdr gives it:
+    an agent opens a call whose id it sees masked."""
+    number = checked_msisdn(msisdn)
+    cdr_id = repository.cdr_id_of_rating(session, rating_id=ref)
+    row = None if cdr_id is None else repository.get_cdr(session, cdr_id=cdr_id)
+    if row is None or row.caller != number:
+        write_audit(
+            session,
+            actor=actor,
+            action="cdr.read",
+            subject=number,
+            detail=f"call {ref} -> {NotFound.code}",
+            at=now or utcnow(),
+        )
+        raise NotFound(f"subscriber {number} has no call {ref}")
+    return read_cdr(session, rater=rater, cdr_id=row.id, actor=actor, now=now)

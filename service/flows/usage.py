@@ -18,7 +18,7 @@ from service.flows.registry import checked_msisdn, home_area_of
 from service.rating.numbering import NO_INDEX
 from service.rating.scalar import Rater
 from service.rating.tariff import Tariff
-from service.security import Actor, audit_text, mask_number, write_audit
+from service.security import Actor, audit_text, mask_number, mask_text, write_audit
 
 _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
@@ -157,7 +157,8 @@ def usage(
         total_fen=calls_fen + package_fees_fen,
         calls=[
             schemas.UsageCallOut(
-                id=c.id,
+                id=mask_text(c.id, own=number) if masked else c.id,
+                ref=c.rating_id,
                 start=datetime.fromtimestamp(c.start_epoch_s, CHINA_TIME),
                 other_party=mask_number(c.callee) if masked else c.callee,
                 duration_s=c.duration_s,

@@ -1,5 +1,5 @@
 // 话费坐席工作台 (GET /agent/): quotes (POST /v1/quote) and bill inquiries
-// (GET /v1/subscribers/{msisdn}/usage, GET /v1/cdrs/{id}). Plain JS, no library, no other host.
+// (GET /v1/subscribers/{msisdn}/usage, GET /v1/subscribers/{msisdn}/calls/{ref}). Plain JS, no library, no other host.
 // The access key lives only in the variable below: never in a URL, cookie or Web Storage,
 // so it is gone when the tab closes.
 "use strict";
@@ -467,7 +467,7 @@
       button.className = "call";
       button.textContent = c.start.slice(0, 19).replace("T", " ");
       button.setAttribute("aria-label", "查看 " + button.textContent + " 的通话说明");
-      button.addEventListener("click", () => showCall(c.id, tr));
+      button.addEventListener("click", () => showCall(usage.subscriber.msisdn, c.ref, tr));
       first.appendChild(button);
       cell(tr, c.other_party);
       cell(tr, durationZh(c.duration_s), "num");
@@ -486,11 +486,12 @@
     $("usage-result").hidden = false;
   }
 
-  async function showCall(id, row) {
+  async function showCall(msisdn, ref, row) {
     for (const tr of $("u-calls").tBodies[0].rows) tr.classList.toggle("selected", tr === row);
     let record;
     try {
-      record = await api("GET", "/v1/cdrs/" + encodeURIComponent(id));
+      // by the call's reference: its id may hold a number the agent sees masked
+      record = await api("GET", "/v1/subscribers/" + encodeURIComponent(msisdn) + "/calls/" + encodeURIComponent(ref));
     } catch (error) {
       $("u-form-error").textContent = generalMessage(error);
       return;
