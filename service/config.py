@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     db_statement_timeout_s: float = 5.0  # PG statement_timeout (+0.5 s client side); SQLite busy
     db_pool_timeout_s: float = 2.0  # waiting for a pooled connection
     readyz_timeout_s: float = 1.5  # /readyz answers 503 after this
+    # a request body not whole within this is answered 408 and frees its admission slot:
+    # a slow client must not hold a slot a whole request needs (the switch sends batches)
+    body_timeout_s: float = Field(default=10.0, gt=0)
     log_format: Literal["text", "json"] = "text"  # request log lines on stderr
     # prometheus_client's own variable: with several workers each writes its metrics there
     # and /metrics sums them (`callrate serve --workers N` sets it when unset)

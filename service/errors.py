@@ -54,6 +54,12 @@ class BodyTooLarge(DomainError):
     code = "body.too_large"
 
 
+class BodyTimeout(DomainError):
+    """The request body did not arrive whole within the body timeout."""
+
+    code = "body.timeout"
+
+
 class InvalidInput(DomainError):
     """Well-formed JSON whose content is not acceptable."""
 

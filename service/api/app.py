@@ -262,6 +262,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 responses.setdefault(
                     "400", {"description": "the body is not JSON", "content": envelope}
                 )
+                responses.setdefault(
+                    "408",
+                    {
+                        "description": "the body did not arrive whole within "
+                        "CALLRATE_BODY_TIMEOUT_S",
+                        "content": envelope,
+                    },
+                )
             if path not in _NO_DATABASE:
                 responses.setdefault(
                     "503",

@@ -5,6 +5,7 @@ The ones that do no I/O are `async def` so they run on the event loop, not in a 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
 from service.config import Settings
-from service.errors import BodyTooLarge, DomainError, Forbidden, Unauthenticated
+from service.errors import BodyTimeout, BodyTooLarge, DomainError, Forbidden, Unauthenticated
 from service.ops.metrics import Metrics
 from service.rating.batch import BatchRater
 from service.rating.scalar import Rater
@@ -149,30 +150,43 @@ async def read_body(request: Request) -> bytes:
     """The request body, refused with BodyTooLarge before reading when Content-Length says it
     passes max_body_bytes, else as soon as the stream does. Routes declare their actor before
     this dependency, so an unauthenticated request is refused before its body is read."""
+    settings: Settings = request.app.state.settings
     return await receive_body(
         request.receive,
         declared=request.headers.get("content-length"),
-        limit=request.app.state.settings.max_body_bytes,
+        limit=settings.max_body_bytes,
+        timeout_s=settings.body_timeout_s,
     )
 
 
-async def receive_body(receive: Receive, *, declared: str | None, limit: int) -> bytes:
+async def receive_body(
+    receive: Receive, *, declared: str | None, limit: int, timeout_s: float
+) -> bytes:
     """The body from ASGI `receive`, refused with BodyTooLarge before reading when the
-    declared Content-Length passes `limit`, else as soon as the stream does; ClientDisconnect
-    when the client leaves first."""
+    declared Content-Length passes `limit`, else as soon as the stream does; BodyTimeout
+    when it is not whole within `timeout_s`; ClientDisconnect when the client leaves first."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"body is larger than {limit} bytes")
     body = bytearray()  # grows in place: no list of chunks joined into a second copy
-    while True:
-        message: Message = await receive()
-        if message["type"] != "http.request":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        if len(body) + len(chunk) > limit:
-            raise BodyTooLarge(f"body is larger than {limit} bytes")
-        body += chunk
-        if not message.get("more_body", False):
-            return bytes(body)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                message: Message = await receive()
+                if message["type"] != "http.request":
+                    raise ClientDisconnect()
+                chunk = message.get("body", b"")
+                if len(body) + len(chunk) > limit:
+                    raise BodyTooLarge(f"body is larger than {limit} bytes")
+                body += chunk
+                if not message.get("more_body", False):
+                    return bytes(body)
+    except TimeoutError:
+        raise body_timeout(timeout_s) from None
+
+
+def body_timeout(timeout_s: float) -> BodyTimeout:
+    """The 408 of a body that did not arrive whole in time."""
+    return BodyTimeout(f"the request body did not arrive whole within {timeout_s:g} s")
 
 
 BodyDep = Annotated[bytes, Depends(read_body)]

@@ -132,7 +132,10 @@ class DirectEndpoint:
             outcome.role = actor.role
             check_role(actor, route.role)
             body = await receive_body(
-                receive, declared=declared, limit=state.settings.max_body_bytes
+                receive,
+                declared=declared,
+                limit=state.settings.max_body_bytes,
+                timeout_s=state.settings.body_timeout_s,
             )
             status, payload = await route.answer(state, actor, body, content_type)
         except ClientDisconnect:  # gone before its body was whole: no one to answer

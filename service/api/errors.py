@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.api.json import OrjsonResponse
 from service.errors import (
     BadBody,
+    BodyTimeout,
     BodyTooLarge,
     DatabaseUnavailable,
     DomainError,
@@ -45,6 +46,7 @@ STATUS: dict[type[DomainError], int] = {
     InSuspense: 404,
     BadBody: 400,
     BodyTooLarge: 413,
+    BodyTimeout: 408,
     InvalidInput: 422,
     DatabaseUnavailable: 503,
 }
@@ -96,14 +98,17 @@ def database_unavailable() -> OrjsonResponse:
 
 def _handle_domain(_request: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, DomainError)
-    return _domain_answer(exc)
+    return domain_answer(exc)
 
 
-def _domain_answer(exc: DomainError) -> OrjsonResponse:
+def domain_answer(exc: DomainError) -> OrjsonResponse:
+    """The one envelope of a domain error, with its status (and headers: 401, 408, 503)."""
     if isinstance(exc, DatabaseUnavailable):
         return database_unavailable()
     status = STATUS[type(exc)]
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 408:  # the rest of the body may still come: not on this connection
+        headers = {"Connection": "close"}
     return error_response(status, exc.code, exc.message, field=exc.field, headers=headers)
 
 
@@ -138,6 +143,7 @@ _HTTP_CODES = {
     403: Forbidden.code,
     404: NotFound.code,
     405: "method_not_allowed",
+    408: BodyTimeout.code,
     413: BodyTooLarge.code,
 }
 
@@ -203,7 +209,7 @@ def error_answer(exc: Exception) -> tuple[OrjsonResponse, bool]:
     error is answered 500 (503 if the database is unavailable) and raised again, so the
     server logs its traceback, as Starlette's outermost handler does."""
     if isinstance(exc, DomainError):
-        return _domain_answer(exc), False
+        return domain_answer(exc), False
     if isinstance(exc, DATABASE_ERRORS):
         return _database_answer(exc), False
     return _unexpected_answer(exc), True
