@@ -9,6 +9,7 @@ Starlette's routing 404/405, a database that does not answer), has one body:
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -189,7 +190,10 @@ def _internal() -> OrjsonResponse:
     return error_response(500, "internal", "internal error; the server log has the details")
 
 
-DATABASE_ERRORS = (sa_exc.DBAPIError, sa_exc.TimeoutError, psycopg.Error)
+# sqlite3's own errors too: the SQLite writer lock (service.db.session) raises them outside
+# SQLAlchemy; unhandled, they would reach the outermost handler, answered 503 but logged
+# and counted as a 500 with a traceback.
+DATABASE_ERRORS = (sa_exc.DBAPIError, sa_exc.TimeoutError, psycopg.Error, sqlite3.Error)
 
 
 def install_error_handlers(app: FastAPI) -> None:

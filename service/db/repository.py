@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from service.db.health import mark_written
 from service.db.models import (
     ApiKey,
     AuditRow,
@@ -199,7 +200,9 @@ def _copy(session: Session, table: str, names: Sequence[str], rows: Rows) -> Any
     """COPY rows (`names` are their columns) on the session's own connection (same
     transaction), as CSV. A cursor."""
     payload = rows.text if isinstance(rows, Csv) else _csv(_arrow(rows, names))
-    connection = session.connection().connection.driver_connection
+    pooled = session.connection()
+    mark_written(pooled.info)
+    connection = pooled.connection.driver_connection
     assert isinstance(connection, psycopg.Connection)
     cursor = connection.cursor()
     with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as copy:
@@ -304,7 +307,9 @@ def _executemany(
                 row[position] = memo[value]
         values = lists
     placeholders = ", ".join("?" * len(columns))
-    driver = session.connection().connection.driver_connection
+    pooled = session.connection()
+    mark_written(pooled.info)
+    driver = pooled.connection.driver_connection
     assert isinstance(driver, sqlite3.Connection)
     names = ", ".join(columns)
     statement = f"INSERT INTO {table.name} ({names}) VALUES ({placeholders})"  # noqa: S608 - constants

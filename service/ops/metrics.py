@@ -22,6 +22,7 @@ from sqlalchemy.engine import ExceptionContext
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import is_database_unavailable
 from service.rating.rejections import REASON_CODES
 
 # A `_created` twin per series doubles what Prometheus stores and nothing here reads it.
@@ -259,6 +260,15 @@ def route_template(scope: Scope) -> str:
     return _CONVERTER.sub("}", str(template)) if template else "unmatched"
 
 
+def answered_status(exc: Exception, sent: int) -> int:
+    """The status an error raised past this layer is answered with by the outermost handler
+    (service.api.errors): 503 when the database is unavailable, else 500; `sent` when an
+    answer had started already."""
+    if sent != 500:
+        return sent
+    return 503 if is_database_unavailable(exc) else 500
+
+
 class HttpMetricsMiddleware:
     """Pure ASGI middleware timing each HTTP request by route template."""
 
@@ -282,6 +292,9 @@ class HttpMetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            status = answered_status(exc, status)
+            raise
         finally:
             self.metrics.observe_http(
                 scope["method"], route_template(scope), status, time.perf_counter() - started
