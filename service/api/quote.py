@@ -13,6 +13,7 @@ stack with the same `quote_answer` when the app is called past CallrateApp's dis
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -24,7 +25,15 @@ from starlette.responses import Response
 from service.api.deps import authenticate, read_body
 from service.api.direct import DirectRoute
 from service.api.errors import ErrorBody, error_responses
-from service.errors import BadBody, BodyTooLarge, Forbidden, InvalidInput, Unauthenticated
+from service.db.session import CLIENT_GRACE_S
+from service.errors import (
+    BadBody,
+    BodyTooLarge,
+    DatabaseUnavailable,
+    Forbidden,
+    InvalidInput,
+    Unauthenticated,
+)
 from service.flows.quotes import parse_json_object, parse_quote, rate_quote
 from service.flows.registry_cache import Missing
 from service.rating.rejections import Rejected
@@ -56,22 +65,31 @@ async def quote_answer(state: State, actor: Actor, body: bytes) -> tuple[int, by
     except InvalidInput:
         sent = None  # JSON but not an object: the core names it record.invalid
     call = parse_quote(sent)
-    registered: SubscriberProfile | None = None
-    if not isinstance(call, Rejected):
-        cache = state.registry_cache
-        found = cache.cached(call.caller)
-        if isinstance(found, Missing):
-            found = await run_in_threadpool(cache.load, call.caller)
-        registered = found
-    result, audit = rate_quote(
-        sent,
-        call,
-        registered=registered,
-        rater=state.rater,
-        default_plan=state.settings.default_plan,
-        actor=actor,
-    )
-    await state.audit_batcher.write(audit)  # committed before the answer
+    settings = state.settings
+    # every wait on the database together within the bound of one statement on a frozen
+    # server (docs/reliability.md): the registry read, then the audit row, which may wait
+    # behind another quote's INSERT
+    bound_s = settings.db_statement_timeout_s + CLIENT_GRACE_S
+    try:
+        async with asyncio.timeout(bound_s):
+            registered: SubscriberProfile | None = None
+            if not isinstance(call, Rejected):
+                cache = state.registry_cache
+                found = cache.cached(call.caller)
+                if isinstance(found, Missing):
+                    found = await run_in_threadpool(cache.load, call.caller)
+                registered = found
+            result, audit = rate_quote(
+                sent,
+                call,
+                registered=registered,
+                rater=state.rater,
+                default_plan=settings.default_plan,
+                actor=actor,
+            )
+            await state.audit_batcher.write(audit)  # committed before the answer
+    except TimeoutError:
+        raise DatabaseUnavailable(f"the database did not answer within {bound_s:g} s") from None
     if isinstance(result, Rejected):
         return 422, orjson.dumps(rejection_body(result))
     return 200, orjson.dumps(result.to_dict())

@@ -71,12 +71,12 @@ class WriteHealth:
         @event.listens_for(engine, "commit")
         def _committing(conn: Connection) -> None:
             # before the commit: one that fails is seen by handle_error after this
-            if conn.info.pop(WROTE, False):
+            if _taken(conn):
                 self.succeeded()
 
         @event.listens_for(engine, "rollback")
         def _rolled_back(conn: Connection) -> None:
-            conn.info.pop(WROTE, None)
+            _taken(conn)
 
         @event.listens_for(engine, "handle_error")
         def _on_error(context: ExceptionContext) -> None:
@@ -103,3 +103,14 @@ class WriteHealth:
                 and failed_at > self._ok_at
                 and self._clock() - failed_at < HOLD_S
             )
+
+
+def _taken(conn: Connection) -> bool:
+    """Whether the transaction wrote, the mark taken off; False on an invalidated
+    connection (its `info` is out of reach until it is rolled back)."""
+    if conn.invalidated:
+        return False
+    try:
+        return bool(conn.info.pop(WROTE, False))
+    except Exception:  # a lost connection: nothing to take
+        return False
