@@ -28,9 +28,11 @@ EXAMPLES_PER_OPERATION = 50
 # response_schema_conformance checks. No JSON schema can say which numbers the numbering
 # plan holds, so "schema-valid means accepted" does not hold for this one operation.
 # The same for a registry entry (its home_area must be in the numbering plan, its plan and
-# packages in a tariff) and a re-rating window (from before to).
+# packages in a tariff), a re-rating window (from before to) and a usage month (a tariff
+# version must be in force in it: the tariff data says which months those are).
 EXCLUDED_CHECKS = {
     "POST /v1/quote": [positive_data_acceptance],
+    "GET /v1/subscribers/{msisdn}/usage": [positive_data_acceptance],
     "PUT /v1/subscribers/{msisdn}": [positive_data_acceptance],
     "POST /v1/rerate": [positive_data_acceptance],
 }
