@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # how often a running server looks for newly published tariff versions (SPEC §7: a new
     # version is used within 5 s, without a restart)
     tariffs_poll_s: float = Field(default=2.0, gt=0, le=4.0)
+    # a request body not whole within this is answered 408 and frees its admission slot:
+    # a slow client must not hold a slot a whole request needs (the switch sends batches)
+    body_timeout_s: float = Field(default=10.0, gt=0)
     log_format: Literal["text", "json"] = "text"  # request log lines on stderr
     # SPEC §3.4: what a site configures for its switches' own formats (docs/mediation.md)
     mediation_file: Path | None = None

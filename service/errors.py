@@ -60,6 +60,12 @@ class BodyTooLarge(DomainError):
     code = "body.too_large"
 
 
+class BodyTimeout(DomainError):
+    """The request body did not arrive whole within the body timeout."""
+
+    code = "body.timeout"
+
+
 class InvalidInput(DomainError):
     """Well-formed JSON whose content is not acceptable."""
 
@@ -87,13 +93,34 @@ _SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly
 
 def is_database_unavailable(exc: BaseException) -> bool:
     """True for errors that say the database cannot answer now (connection refused or lost,
-    timeouts of connect, statement or pool, SQLite busy), False for bugs and bad SQL."""
+    timeouts of connect, statement or pool, SQLite busy or full), False for bugs and bad SQL.
+    A database error raised while handling one that says so says so too: SQLite rolls a
+    whole transaction back on a full disk, and the savepoint's own rollback then fails with
+    "no such savepoint"."""
+    if _unavailable(exc):
+        return True
+    seen = 0
+    while _is_database_error(exc) and seen < 8:
+        inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            return False
+        if _unavailable(inner):
+            return True
+        exc, seen = inner, seen + 1
+    return False
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, sa_exc.DBAPIError | psycopg.Error) or type(exc).__module__ == "sqlite3"
+
+
+def _unavailable(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection free within pool_timeout
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
             return True
-        return is_database_unavailable(exc.orig) if exc.orig is not None else False
+        return _unavailable(exc.orig) if exc.orig is not None else False
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         # class 54 (program limit exceeded) is a property of the statement, not an outage
         sqlstate = getattr(exc, "sqlstate", None) or ""

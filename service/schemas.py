@@ -54,15 +54,6 @@ class RatingOut(BaseModel):
     explanation_zh: str
 
 
-class Rejection(BaseModel):
-    """Why a record or quote cannot be rated: the field and a stable code."""
-
-    rejected: Literal[True] = True
-    field: str
-    code: str
-    reason: str
-
-
 class RecordResult(BaseModel):
     """Per-record answer to a batch: rated, duplicate (stored charge) or rejected (reason)."""
 
@@ -390,7 +381,10 @@ class ClassUsageOut(BaseModel):
 class UsageCallOut(BaseModel):
     """One call of the month; the other party's number masked for agents."""
 
-    id: str
+    id: str = Field(description="the CDR's id; masked for agents where it holds a number")
+    ref: int = Field(
+        description="the call's reference: GET /v1/subscribers/{msisdn}/calls/{ref} reads it"
+    )
     start: datetime = Field(description="+08:00")
     other_party: str = Field(examples=["139****5678"])
     duration_s: int

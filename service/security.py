@@ -214,9 +214,18 @@ def mask_number(number: str) -> str:
     return number[:head] + "*" * (length - head - tail) + number[length - tail :]
 
 
-# A phone-number-like value: 7 or more digits (single spaces allowed between them), maybe
-# after "+"; "00" and "86" prefixes are digits like the rest.
-PHONE_LIKE = re.compile(r"(?<!\d)\+?\d(?: ?\d){6,}(?!\d)")
+# A phone-number-like value: 7 or more digits, maybe after "+", whatever separates them:
+# up to three spaces, tabs or line breaks, or one or two of - . / _ ( ) \ with a space
+# either side (139-1234-5678, 136.9876.5432, (135)1122-3344, 150  1111  2222); "00" and
+# "86" prefixes are digits like the rest. Commas and colons part numbers (a list, key: value)
+# and "*" is a mask's. Dates and times are no one's number: 2010-03-01,
+# 2010-03-01 10:00:00.123 and 23:59:59 stay as they are.
+_GAP = r"(?:\s{1,3}|\s?[-./_()\\]{1,2}\s?)"
+PHONE_LIKE = re.compile(rf"(?<!\d)\+?\d(?:{_GAP}?\d){{6,}}(?!\d)")
+_MONTH_DAY = r"(?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])"
+_TIME = r"(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d+)?)?"
+_DATE_OR_TIME = rf"(?:\d{{4}}[-/.]{_MONTH_DAY}(?:[T ]{_TIME})?|{_TIME})"
+_MASKABLE = re.compile(rf"(?<!\d)(?P<keep>{_DATE_OR_TIME})(?!\d)|(?P<phone>{PHONE_LIKE.pattern})")
 
 
 def _own_forms(own: str | None) -> frozenset[str]:
@@ -227,14 +236,17 @@ def _own_forms(own: str | None) -> frozenset[str]:
 
 
 def _mask_match(match: re.Match[str], own: frozenset[str]) -> str:
-    digits = match.group().replace(" ", "")
-    return match.group() if digits in own else mask_number(digits)
+    found = match.group()
+    if match.group("phone") is None:  # a date or a time
+        return found
+    digits = ("+" if found.startswith("+") else "") + "".join(c for c in found if c.isdigit())
+    return found if digits in own else mask_number(digits)
 
 
 def mask_text(text: str, *, own: str | None = None) -> str:
     """Every phone-number-like run in `text` masked (138****8000), except the own number."""
     forms = _own_forms(own)
-    return PHONE_LIKE.sub(lambda match: _mask_match(match, forms), text)
+    return _MASKABLE.sub(lambda match: _mask_match(match, forms), text)
 
 
 def mask_numbers(value: Any, *, own: str | None = None) -> Any:
@@ -245,14 +257,14 @@ def mask_numbers(value: Any, *, own: str | None = None) -> Any:
 
     def mask(item: Any) -> Any:
         if isinstance(item, str):
-            return PHONE_LIKE.sub(lambda match: _mask_match(match, forms), item)
+            return _MASKABLE.sub(lambda match: _mask_match(match, forms), item)
         if isinstance(item, dict):
             return {mask(key): mask(inner) for key, inner in item.items()}
         if isinstance(item, list):
             return [mask(inner) for inner in item]
         if isinstance(item, int | float) and not isinstance(item, bool):
             text = str(item)
-            masked = PHONE_LIKE.sub(lambda match: _mask_match(match, forms), text)
+            masked = _MASKABLE.sub(lambda match: _mask_match(match, forms), text)
             return item if masked == text else masked
         return item
 
@@ -291,6 +303,12 @@ def install_log_masking() -> None:
 
     factory.masks_numbers = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+
+
+def audit_text(text: str, limit: int) -> str:
+    """Text a caller sent (an id asked for), fit for an audit column: printable, cut."""
+    printable = "".join(c for c in text if c.isprintable()).encode("utf-8", "replace").decode()
+    return printable[:limit]
 
 
 def write_audit(

@@ -25,6 +25,7 @@ from service.api.guard import BodyGuardMiddleware
 from service.clock import utcnow
 from service.config import Settings, get_settings
 from service.db.audit_batcher import AuditBatcher
+from service.db.health import WriteHealth
 from service.db.session import DbTimeouts, make_engine, make_sessionmaker
 from service.flows.registry_cache import RegistryCache
 from service.flows.tariffs import LiveTariffs
@@ -83,8 +84,10 @@ def create_app(settings: Settings | None = None, *, rater: Rater | None = None) 
         audit_engine = make_engine(
             url, pool_size=settings.db_pool_size, audit_only=True, timeouts=timeouts, pre_ping=False
         )
+        app.state.write_health = WriteHealth()
         for watched in (engine, audit_engine):
             metrics.watch_database(watched)
+            app.state.write_health.watch(watched)
         metrics.set_build_info(
             version=app.version, tariffs=(t.version for t in app.state.rater.book.tariffs)
         )
@@ -302,6 +305,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             if "requestBody" in operation:  # FastAPI answers a body it cannot parse 400
                 responses.setdefault(
                     "400", {"description": "the body is not JSON", "content": envelope}
+                )
+                responses.setdefault(
+                    "408",
+                    {
+                        "description": "the body did not arrive whole within "
+                        "CALLRATE_BODY_TIMEOUT_S",
+                        "content": envelope,
+                    },
                 )
             if path not in _NO_DATABASE:
                 responses.setdefault(

@@ -101,7 +101,7 @@ DIRECT = DirectRoute(SWITCH, ingest_answer)
 
 
 @router.get(
-    "/v1/cdrs/{cdr_id}",
+    "/v1/cdrs/{cdr_id:path}",  # an id may hold "/" (sent as %2F): SPEC §3.1 allows any text
     summary="A stored CDR with its rating history (audited)",
     response_model=CdrOut,
     responses=error_responses(Unauthenticated, Forbidden, NotFound),

@@ -29,7 +29,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from service.api.admission import Admission, refuse
-from service.api.deps import check_role, identify, receive_body
+from service.api.deps import check_role, identify, receive_body, single_authorization
 from service.api.errors import error_answer
 from service.ops.metrics import Metrics
 from service.ops.requestlog import HEADER, log_request, request_id
@@ -117,21 +117,25 @@ class DirectEndpoint:
         outcome: _Outcome,
     ) -> None:
         state: State = scope["app"].state
-        authorization = declared = None
+        authorizations: list[str] = []
+        declared = None
         content_type = ""
         for name, value in scope["headers"]:
             if name == b"authorization":
-                authorization = value.decode("latin-1")
+                authorizations.append(value.decode("latin-1"))
             elif name == b"content-length":
                 declared = value.decode("latin-1")
             elif name == b"content-type":
                 content_type = value.decode("latin-1")
         try:
-            actor = await identify(state.keys, authorization)
+            actor = await identify(state.keys, single_authorization(authorizations))
             outcome.role = actor.role
             check_role(actor, route.role)
             body = await receive_body(
-                receive, declared=declared, limit=state.settings.max_body_bytes
+                receive,
+                declared=declared,
+                limit=state.settings.max_body_bytes,
+                timeout_s=state.settings.body_timeout_s,
             )
             status, payload = await route.answer(state, actor, body, content_type)
         except ClientDisconnect:  # gone before its body was whole: no one to answer

@@ -9,6 +9,7 @@ Starlette's routing 404/405, a database that does not answer), has one body:
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.api.json import OrjsonResponse
 from service.errors import (
     BadBody,
+    BodyTimeout,
     BodyTooLarge,
     Conflict,
     DatabaseUnavailable,
@@ -48,6 +50,7 @@ STATUS: dict[type[DomainError], int] = {
     BadBody: 400,
     EmptyBody: 400,
     BodyTooLarge: 413,
+    BodyTimeout: 408,
     InvalidInput: 422,
     Conflict: 409,
     DatabaseUnavailable: 503,
@@ -100,14 +103,17 @@ def database_unavailable() -> OrjsonResponse:
 
 def _handle_domain(_request: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, DomainError)
-    return _domain_answer(exc)
+    return domain_answer(exc)
 
 
-def _domain_answer(exc: DomainError) -> OrjsonResponse:
+def domain_answer(exc: DomainError) -> OrjsonResponse:
+    """The one envelope of a domain error, with its status (and headers: 401, 408, 503)."""
     if isinstance(exc, DatabaseUnavailable):
         return database_unavailable()
     status = STATUS[type(exc)]
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 408:  # the rest of the body may still come: not on this connection
+        headers = {"Connection": "close"}
     return error_response(status, exc.code, exc.message, field=exc.field, headers=headers)
 
 
@@ -142,6 +148,7 @@ _HTTP_CODES = {
     403: Forbidden.code,
     404: NotFound.code,
     405: "method_not_allowed",
+    408: BodyTimeout.code,
     413: BodyTooLarge.code,
 }
 
@@ -187,7 +194,10 @@ def _internal() -> OrjsonResponse:
     return error_response(500, "internal", "internal error; the server log has the details")
 
 
-DATABASE_ERRORS = (sa_exc.DBAPIError, sa_exc.TimeoutError, psycopg.Error)
+# sqlite3's own errors too: the SQLite writer lock (service.db.session) raises them outside
+# SQLAlchemy; unhandled, they would reach the outermost handler, answered 503 but logged
+# and counted as a 500 with a traceback.
+DATABASE_ERRORS = (sa_exc.DBAPIError, sa_exc.TimeoutError, psycopg.Error, sqlite3.Error)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -207,7 +217,7 @@ def error_answer(exc: Exception) -> tuple[OrjsonResponse, bool]:
     error is answered 500 (503 if the database is unavailable) and raised again, so the
     server logs its traceback, as Starlette's outermost handler does."""
     if isinstance(exc, DomainError):
-        return _domain_answer(exc), False
+        return domain_answer(exc), False
     if isinstance(exc, DATABASE_ERRORS):
         return _database_answer(exc), False
     return _unexpected_answer(exc), True

@@ -6,11 +6,14 @@ first (SPEC §6.2: an unauthenticated request is refused before its body is read
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import error_response
+from service.api.deps import body_timeout
+from service.api.errors import domain_answer, error_response
 from service.errors import BodyTooLarge, Unauthenticated
 from service.security import KeyRing
 
@@ -53,11 +56,16 @@ class BodyGuardMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if not await _known(scope["app"].state.keys, headers.get("authorization")):
+        authorizations = headers.getlist("authorization")
+        if len(authorizations) > 1 or not await _known(
+            scope["app"].state.keys, authorizations[0] if authorizations else None
+        ):
             refused = error_response(
                 401,
                 Unauthenticated.code,
-                "a valid Authorization: Bearer <key> header is required",
+                "a request carries at most one Authorization header"
+                if len(authorizations) > 1
+                else "a valid Authorization: Bearer <key> header is required",
                 headers={"WWW-Authenticate": "Bearer"},
             )
             await refused(scope, receive, send)
@@ -70,17 +78,24 @@ class BodyGuardMiddleware:
             await too_large(scope, receive, send)
             return
         body = bytearray()
-        while True:  # at most SMALL_BODY_BYTES held, then replayed to the route in one piece
-            message = await receive()
-            if message["type"] != "http.request":  # the client left before sending it all
-                await self.app(scope, _replay(message, receive), send)
-                return
-            body += message.get("body", b"")
-            if len(body) > SMALL_BODY_BYTES:
-                await too_large(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
+        timeout_s: float = scope["app"].state.settings.body_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:  # at most SMALL_BODY_BYTES held, then replayed to the route whole
+                    message = await receive()
+                    if message["type"] != "http.request":  # the client left before the end
+                        await self.app(scope, _replay(message, receive), send)
+                        return
+                    body += message.get("body", b"")
+                    if len(body) > SMALL_BODY_BYTES:
+                        await too_large(scope, receive, send)
+                        return
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            late = domain_answer(body_timeout(timeout_s))
+            await late(scope, receive, send)
+            return
         whole: Message = {"type": "http.request", "body": bytes(body), "more_body": False}
         await self.app(scope, _replay(whole, receive), send)
 

@@ -21,11 +21,25 @@ from service.api.deps import (
     OpsActor,
     SessionDep,
 )
-from service.api.errors import ErrorBody, database_unavailable, error_responses
+from service.api.errors import (
+    RETRY_AFTER_S,
+    ErrorBody,
+    database_unavailable,
+    error_response,
+    error_responses,
+)
 from service.api.json import OrjsonResponse
 from service.clock import utcnow
 from service.db import repository
-from service.errors import BodyTooLarge, Conflict, Forbidden, InvalidInput, Unauthenticated
+from service.db.health import WriteHealth
+from service.errors import (
+    BodyTooLarge,
+    Conflict,
+    DatabaseUnavailable,
+    Forbidden,
+    InvalidInput,
+    Unauthenticated,
+)
 from service.flows.audit import audit_log
 from service.flows.tariffs import catalogue, publish_tariff
 from service.ingest.suspense import suspense_by_code
@@ -134,9 +148,20 @@ def healthz() -> OrjsonResponse:
 )
 async def readyz(request: Request) -> OrjsonResponse:
     """200 when `SELECT 1` succeeds; 503 database_unavailable otherwise, within
-    CALLRATE_READYZ_TIMEOUT_S even when the database is frozen (its own engine and bounds)."""
+    CALLRATE_READYZ_TIMEOUT_S even when the database is frozen (its own engine and bounds),
+    and while writes fail for want of room (service.db.health)."""
     engine: Engine = request.app.state.ready_engine
     timeout_s: float = request.app.state.settings.readyz_timeout_s
+    writes: WriteHealth = request.app.state.write_health
+    if writes.failing():  # reads answer, writes do not: the clients get 503
+        request.app.state.metrics.database_up.set(0)
+        return error_response(
+            503,
+            DatabaseUnavailable.code,
+            f"the database answers but takes no writes ({writes.reason}: no room, or "
+            "read-only); retry later",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     try:
         await asyncio.wait_for(run_in_threadpool(repository.ping_engine, engine), timeout_s)
     except Exception as exc:  # any failure means not ready; the class goes to the log

@@ -13,6 +13,7 @@ stack with the same `quote_answer` when the app is called past CallrateApp's dis
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -23,13 +24,21 @@ from starlette.responses import Response
 
 from service.api.deps import authenticate, read_body
 from service.api.direct import DirectRoute
-from service.api.errors import error_responses
-from service.errors import BadBody, BodyTooLarge, Forbidden, InvalidInput, Unauthenticated
+from service.api.errors import ErrorBody, error_responses
+from service.db.session import CLIENT_GRACE_S
+from service.errors import (
+    BadBody,
+    BodyTooLarge,
+    DatabaseUnavailable,
+    Forbidden,
+    InvalidInput,
+    Unauthenticated,
+)
 from service.flows.quotes import parse_json_object, parse_quote, rate_quote
 from service.flows.registry_cache import Missing
 from service.rating.rejections import Rejected
 from service.rating.scalar import SubscriberProfile
-from service.schemas import QuoteRequest, RatingOut, Rejection
+from service.schemas import QuoteRequest, RatingOut
 from service.security import Actor
 
 PATH = "/v1/quote"
@@ -48,31 +57,49 @@ QUOTE_OPENAPI: dict[str, Any] = {
 
 
 async def quote_answer(state: State, actor: Actor, body: bytes) -> tuple[int, bytes]:
-    """SPEC §6.1 rating of a CDR without id, audited before it is answered: the status
-    (200, or 422 for a rejection with its reason) and the JSON answer."""
+    """SPEC §6.1 rating of a CDR without id, audited before it is answered: the status (200,
+    or 422 for a rejection: its code, field and reason in the error envelope) and the JSON."""
     sent: object
     try:
         sent = parse_json_object(body)
     except InvalidInput:
         sent = None  # JSON but not an object: the core names it record.invalid
     call = parse_quote(sent)
-    registered: SubscriberProfile | None = None
-    if not isinstance(call, Rejected):
-        cache = state.registry_cache
-        found = cache.cached(call.caller)
-        if isinstance(found, Missing):
-            found = await run_in_threadpool(cache.load, call.caller)
-        registered = found
-    result, audit = rate_quote(
-        sent,
-        call,
-        registered=registered,
-        rater=state.rater,
-        default_plan=state.settings.default_plan,
-        actor=actor,
-    )
-    await state.audit_batcher.write(audit)  # committed before the answer
-    return (422 if isinstance(result, Rejected) else 200), orjson.dumps(result.to_dict())
+    settings = state.settings
+    # every wait on the database together within the bound of one statement on a frozen
+    # server (docs/reliability.md): the registry read, then the audit row, which may wait
+    # behind another quote's INSERT
+    bound_s = settings.db_statement_timeout_s + CLIENT_GRACE_S
+    try:
+        async with asyncio.timeout(bound_s):
+            registered: SubscriberProfile | None = None
+            if not isinstance(call, Rejected):
+                cache = state.registry_cache
+                found = cache.cached(call.caller)
+                if isinstance(found, Missing):
+                    found = await run_in_threadpool(cache.load, call.caller)
+                registered = found
+            result, audit = rate_quote(
+                sent,
+                call,
+                registered=registered,
+                rater=state.rater,
+                default_plan=settings.default_plan,
+                actor=actor,
+            )
+            await state.audit_batcher.write(audit)  # committed before the answer
+    except TimeoutError:
+        raise DatabaseUnavailable(f"the database did not answer within {bound_s:g} s") from None
+    if isinstance(result, Rejected):
+        return 422, orjson.dumps(rejection_body(result))
+    return 200, orjson.dumps(result.to_dict())
+
+
+def rejection_body(rejection: Rejected) -> dict[str, str]:
+    """A quote that cannot be rated, in the one error envelope (SPEC §6.2): the rejection
+    code as `error`, its reason (with what to do instead) as `message`, and its `field`."""
+    reason: str = rejection.to_dict()["reason"]
+    return {"error": rejection.code, "message": reason, "field": rejection.field}
 
 
 @router.post(
@@ -82,8 +109,10 @@ async def quote_answer(state: State, actor: Actor, body: bytes) -> tuple[int, by
     openapi_extra=QUOTE_OPENAPI,
     responses={
         422: {
-            "model": Rejection,
-            "description": "the call cannot be rated, or the body is not an object",
+            "model": ErrorBody,
+            "description": "the call cannot be rated, or the body is not an object: `error` "
+            "is the rejection code (e.g. `callee.unknown_area_code`), `field` the field at "
+            "fault, `message` the reason",
         },
         **error_responses(BadBody, Unauthenticated, Forbidden, BodyTooLarge),
     },

@@ -29,8 +29,11 @@ def get_suspense(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     include_resolved: bool = False,
 ) -> SuspenseList:
-    """Open suspense rows by id (resolved ones too on request), paged by after_id."""
-    return list_suspense(session, after_id=after_id, limit=limit, include_resolved=include_resolved)
+    """Open suspense rows by id (resolved ones too on request), paged by after_id; the read
+    is written to the audit log."""
+    return list_suspense(
+        session, after_id=after_id, limit=limit, include_resolved=include_resolved, actor=actor
+    )
 
 
 @router.post(

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi import Path as FastApiPath
 
 from service.api.deps import AgentActor, Msisdn, RaterDep, SessionDep, SettingsDep
 from service.api.errors import error_responses
-from service.errors import Forbidden, InvalidInput, Unauthenticated
+from service.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from service.flows.cdrs import read_call
 from service.flows.usage import usage
 from service.rating import NUMBERING_DIR
 from service.rating.numbering import area_cities
-from service.schemas import MAX_ROW_ID, UsageOut
+from service.schemas import MAX_ROW_ID, CdrOut, UsageOut
 
 router = APIRouter(tags=["subscribers"])
 
@@ -52,3 +54,22 @@ def get_usage(
         limit=limit,
         actor=actor,
     )
+
+
+@router.get(
+    "/v1/subscribers/{msisdn}/calls/{ref}",
+    summary="One call of a subscriber's usage list, by its reference (audited)",
+    response_model=CdrOut,
+    responses=error_responses(Unauthenticated, Forbidden, InvalidInput, NotFound),
+)
+def get_call(
+    msisdn: Msisdn,
+    ref: Annotated[int, FastApiPath(ge=1, le=MAX_ROW_ID, description="`ref` of a usage call")],
+    session: SessionDep,
+    rater: RaterDep,
+    actor: AgentActor,
+) -> CdrOut:
+    """The stored CDR of a call listed by GET /v1/subscribers/{msisdn}/usage, as
+    GET /v1/cdrs/{id} answers it: an agent opens a call whose id holds a number it may not
+    see."""
+    return read_call(session, rater=rater, msisdn=msisdn, ref=ref, actor=actor)

@@ -81,7 +81,8 @@ class AuditBatcher:
             # its own would cost a turn of the event loop, most of a quote's CPU at low load)
             writer = self._idle.pop()
             try:
-                await self._insert(writer, [row])  # cancelled: psycopg cancels the statement
+                # cancelled (the quote's deadline): the INSERT goes on, detached (_bounded)
+                await self._insert(writer, [row])
             finally:
                 self._release(writer)
             return
@@ -179,40 +180,85 @@ class _PostgresWriter:
         self._connection: psycopg.AsyncConnection[Any] | None = None
 
     async def insert(self, rows: Sequence[Row]) -> None:
+        """INSERT the rows; every wait of it (connect, settings, the statement, a reconnect
+        when the connection was found dead) within one bound, the statement's plus the
+        client's grace: past it _Deadline, never retried (the server is frozen)."""
+        limit = max(self.timeouts.statement_s, self.timeouts.connect_s) + CLIENT_GRACE_S
+        deadline = asyncio.get_running_loop().time() + limit
         values = (orjson.dumps(rows).decode(),)
         fresh = self._connection is None
-        connection = await self._connect()
+        connection = await self._connect(deadline)
         try:
-            await self._bounded(connection.execute(_GROUP_INSERT, values, prepare=True))
+            await self._bounded(
+                connection.execute(_GROUP_INSERT, values, prepare=True), deadline, connection
+            )
+        except _Deadline:
+            raise
         except psycopg.OperationalError:
             dead = (not connection.closed and connection.broken) or connection.closed
             self._drop()
             if fresh or not dead:
                 raise
-            connection = await self._connect()  # the pooled one was dead: once more
+            connection = await self._connect(deadline)  # the pooled one was dead: once more
             try:
-                await self._bounded(connection.execute(_GROUP_INSERT, values, prepare=True))
+                await self._bounded(
+                    connection.execute(_GROUP_INSERT, values, prepare=True), deadline, connection
+                )
             except psycopg.OperationalError:
                 self._drop()
                 raise
 
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+    async def _connect(self, deadline: float) -> psycopg.AsyncConnection[Any]:
         if self._connection is None:
-            connection = await self._bounded(psycopg.AsyncConnection.connect(**self.params))
-            statement_ms = round(self.timeouts.statement_s * 1000)
-            await self._bounded(connection.execute("SET synchronous_commit = off"))
-            await self._bounded(connection.execute(f"SET statement_timeout = {statement_ms}"))
+            connect = psycopg.AsyncConnection.connect(**self.params)
+            connection: psycopg.AsyncConnection[Any] = await self._bounded(connect, deadline)
             self._connection = connection
+            statement_ms = round(self.timeouts.statement_s * 1000)
+            for setting in (
+                "SET synchronous_commit = off",
+                f"SET statement_timeout = {statement_ms}",
+            ):
+                await self._bounded(connection.execute(setting), deadline, connection)
         return self._connection
 
-    async def _bounded(self, work: Awaitable[T]) -> T:
-        """`work` within the statement bound plus the client's grace (a frozen server)."""
-        limit = max(self.timeouts.statement_s, self.timeouts.connect_s) + CLIENT_GRACE_S
+    async def _bounded(
+        self,
+        work: Awaitable[T],
+        deadline: float,
+        connection: psycopg.AsyncConnection[Any] | None = None,
+    ) -> T:
+        """`work` (on `connection`, or making one) until `deadline` (loop time). Not done by
+        then (_Deadline), or the caller cancelled: the work is left to end on its own, never
+        cancelled (psycopg would then wait up to 10 s for a frozen server to cancel the
+        statement), and its connection is closed once it does."""
+        task = asyncio.ensure_future(work)
+        remaining = max(deadline - asyncio.get_running_loop().time(), 0.0)
         try:
-            return await asyncio.wait_for(work, timeout=limit)
-        except TimeoutError as exc:
-            self._drop()
-            raise _Deadline(f"the database did not answer within {limit} s") from exc
+            done, _ = await asyncio.wait({task}, timeout=remaining)
+        except asyncio.CancelledError:
+            self._detach(task, connection)
+            raise
+        if not done:
+            self._detach(task, connection)
+            raise _Deadline("the database did not answer within the statement bound")
+        return task.result()
+
+    def _detach(
+        self, task: asyncio.Future[Any], connection: psycopg.AsyncConnection[Any] | None
+    ) -> None:
+        if connection is not None and self._connection is connection:
+            self._connection = None  # never reused: the server's state is unknown
+
+        def finished(ended: asyncio.Future[Any]) -> None:
+            if ended.cancelled():
+                return
+            error = ended.exception()  # retrieved: no "never retrieved" warning
+            made = ended.result() if error is None and connection is None else None
+            for leftover in (connection, made):
+                if isinstance(leftover, psycopg.AsyncConnection) and not leftover.closed:
+                    leftover.pgconn.finish()
+
+        task.add_done_callback(finished)
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None

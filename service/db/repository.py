@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from service.db.health import mark_written
 from service.db.models import (
     ApiKey,
     AuditRow,
@@ -200,7 +201,9 @@ def _copy(session: Session, table: str, names: Sequence[str], rows: Rows) -> Any
     """COPY rows (`names` are their columns) on the session's own connection (same
     transaction), as CSV. A cursor."""
     payload = rows.text if isinstance(rows, Csv) else _csv(_arrow(rows, names))
-    connection = session.connection().connection.driver_connection
+    pooled = session.connection()
+    mark_written(pooled.info)
+    connection = pooled.connection.driver_connection
     assert isinstance(connection, psycopg.Connection)
     cursor = connection.cursor()
     with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as copy:
@@ -305,7 +308,9 @@ def _executemany(
                 row[position] = memo[value]
         values = lists
     placeholders = ", ".join("?" * len(columns))
-    driver = session.connection().connection.driver_connection
+    pooled = session.connection()
+    mark_written(pooled.info)
+    driver = pooled.connection.driver_connection
     assert isinstance(driver, sqlite3.Connection)
     names = ", ".join(columns)
     statement = f"INSERT INTO {table.name} ({names}) VALUES ({placeholders})"  # noqa: S608 - constants
@@ -431,6 +436,11 @@ def count_open_suspense_by_code(session: Session) -> dict[str, int]:
 def get_cdr(session: Session, *, cdr_id: str) -> Cdr | None:
     """One stored CDR by id."""
     return session.get(Cdr, cdr_id)
+
+
+def cdr_id_of_rating(session: Session, *, rating_id: int) -> str | None:
+    """The id of the CDR a rating row belongs to."""
+    return session.scalar(select(RatingRow.cdr_id).where(RatingRow.id == rating_id))
 
 
 def ratings_of(session: Session, *, cdr_id: str) -> list[RatingRow]:
@@ -698,6 +708,7 @@ class UsageCall:
     tariff: str
     charge_fen: int
     ratings: int  # how many ratings the CDR has (seq of the current one)
+    rating_id: int  # the current rating's row: the call's reference in a usage list
 
 
 def _current_of_caller(
@@ -762,6 +773,7 @@ def usage_calls(
             RatingRow.tariff,
             RatingRow.charge_fen,
             RatingRow.seq,
+            RatingRow.id,
         )
         .order_by(Cdr.start_epoch_s, Cdr.id)
         .offset(offset)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy.orm import Session
@@ -12,12 +15,19 @@ from service.clock import utcnow
 from service.db import repository
 from service.db.models import RatingRow
 from service.errors import InSuspense, NotFound
-from service.flows.registry import home_area_of, profile_of_rating
+from service.flows.registry import checked_msisdn, home_area_of, profile_of_rating
 from service.rating.explain import yuan
 from service.rating.rejections import Rejected
 from service.rating.result import Rating
 from service.rating.scalar import Rater
-from service.security import Actor, mask_number, mask_numbers, write_audit
+from service.security import (
+    Actor,
+    audit_text,
+    mask_number,
+    mask_numbers,
+    mask_text,
+    write_audit,
+)
 
 
 def stored_rating_out(row: RatingRow, *, rater: Rater, record: object) -> schemas.StoredRating:
@@ -85,42 +95,57 @@ def rebuild_detail(row: RatingRow, *, rater: Rater, record: object) -> Rating:
     )
 
 
+# 19 digits or more: an integer that may not fit in 64 bits (orjson reads those as floats)
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def parse_record(raw: str) -> Any:
+    """The record as received, as JSON values: integers of any size exactly as the bytes
+    say (-9223372036854775809 stays that, not -9.223372036854776e+18)."""
+    if _LONG_DIGITS.search(raw) is not None:
+        try:
+            return json.loads(raw)  # exact integers, slower: only where one may be long
+        except ValueError:
+            pass
+    return orjson.loads(raw)
+
+
 def read_cdr(
     session: Session, *, rater: Rater, cdr_id: str, actor: Actor, now: datetime | None = None
 ) -> schemas.CdrOut:
     """A stored CDR with its rating history. Agents see every phone-number-like value of the
     record masked (any field, nested too), except the subscriber's own number."""
+    at = now or utcnow()
     # PostgreSQL text cannot hold NUL: no stored id has one, and the query would fail
     row = None if "\x00" in cdr_id else repository.get_cdr(session, cdr_id=cdr_id)
     if row is None:
+        # the attempt is audited too (SPEC §8); the session commits it with the 404
+        missing: NotFound
         if "\x00" not in cdr_id and repository.open_suspense_record_ids(
             session, record_ids=[cdr_id]
         ):
-            raise InSuspense(
+            missing = InSuspense(
                 f"CDR {cdr_id!r} was rejected and is not stored: it waits in suspense with "
                 "its reason (GET /v1/suspense, admin)"
             )
-        raise NotFound(f"no CDR with id {cdr_id!r}")
-    record = orjson.loads(row.raw)
+        else:
+            missing = NotFound(f"no CDR with id {cdr_id!r}")
+        detail = f"{audit_text(cdr_id, 100)} -> {missing.code}"  # audit_log.detail: 128
+        write_audit(session, actor=actor, action="cdr.read", subject=None, detail=detail, at=at)
+        raise missing
+    record = parse_record(row.raw)
     ratings = [
         stored_rating_out(r, rater=rater, record=record)
         for r in repository.ratings_of(session, cdr_id=cdr_id)
     ]
-    write_audit(
-        session,
-        actor=actor,
-        action="cdr.read",
-        subject=row.caller,
-        detail=cdr_id,
-        at=now or utcnow(),
-    )
+    write_audit(session, actor=actor, action="cdr.read", subject=row.caller, detail=cdr_id, at=at)
     callee = row.callee
     if actor.role != "admin":
         callee = mask_number(callee)
         record = mask_numbers(record, own=row.caller)
     registered = repository.registry_entry(session, msisdn=row.caller)
     return schemas.CdrOut(
-        id=row.id,
+        id=row.id if actor.role == "admin" else mask_text(row.id, own=row.caller),
         caller=row.caller,
         home_area=home_area_of(rater, row.caller, registered.home_area if registered else None),
         callee=callee,
@@ -132,3 +157,30 @@ def read_cdr(
         current=ratings[-1],
         ratings=ratings,
     )
+
+
+def read_call(
+    session: Session,
+    *,
+    rater: Rater,
+    msisdn: str,
+    ref: int,
+    actor: Actor,
+    now: datetime | None = None,
+) -> schemas.CdrOut:
+    """A subscriber's call by its reference in the usage list (`ref`), as read_cdr gives it:
+    an agent opens a call whose id it sees masked."""
+    number = checked_msisdn(msisdn)
+    cdr_id = repository.cdr_id_of_rating(session, rating_id=ref)
+    row = None if cdr_id is None else repository.get_cdr(session, cdr_id=cdr_id)
+    if row is None or row.caller != number:
+        write_audit(
+            session,
+            actor=actor,
+            action="cdr.read",
+            subject=number,
+            detail=f"call {ref} -> {NotFound.code}",
+            at=now or utcnow(),
+        )
+        raise NotFound(f"subscriber {number} has no call {ref}")
+    return read_cdr(session, rater=rater, cdr_id=row.id, actor=actor, now=now)

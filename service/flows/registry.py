@@ -119,16 +119,16 @@ def read_subscriber(
     """A registry entry; the read is audited."""
     number = checked_msisdn(msisdn)
     row = repository.get_subscriber(session, msisdn=number)
-    if row is None:
-        raise NotFound("subscriber is not registered")
-    write_audit(
+    write_audit(  # the attempt too (SPEC §8): the session commits it with the 404
         session,
         actor=actor,
         action="subscriber.read",
         subject=number,
-        detail=None,
+        detail=None if row is not None else f"-> {NotFound.code}",
         at=now or utcnow(),
     )
+    if row is None:
+        raise NotFound("subscriber is not registered")
     return subscriber_out(row, rater)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import MAXYEAR, datetime
 
 import orjson
 from sqlalchemy.orm import Session
@@ -18,7 +18,7 @@ from service.flows.registry import checked_msisdn, home_area_of
 from service.rating.numbering import NO_INDEX
 from service.rating.scalar import Rater
 from service.rating.tariff import Tariff
-from service.security import Actor, mask_number, write_audit
+from service.security import Actor, audit_text, mask_number, mask_text, write_audit
 
 _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
@@ -29,11 +29,36 @@ def month_window(month: str | None, *, now: datetime | None = None) -> tuple[str
         month = (now or utcnow()).astimezone(CHINA_TIME).strftime("%Y-%m")
     matched = _MONTH.fullmatch(month)
     if matched is None or int(matched[1]) < 1970:
-        raise InvalidInput("month must be YYYY-MM, e.g. 2010-03")
+        raise InvalidInput("month must be YYYY-MM, e.g. 2010-03", field="month")
     year, number = int(matched[1]), int(matched[2])
+    if (year, number) == (MAXYEAR, 12):  # its end, 10000-01-01, is no datetime
+        raise InvalidInput(f"month {month} is past the last month there can be", field="month")
     start = datetime(year, number, 1, tzinfo=CHINA_TIME)
     end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=CHINA_TIME)
     return month, int(start.timestamp()), int(end.timestamp())
+
+
+def tariffed_window(
+    rater: Rater, month: str | None, *, now: datetime | None = None
+) -> tuple[str, int, int]:
+    """month_window, refused (InvalidInput, field `month`) for a month in which no tariff
+    version is in force: no call of it can have been rated."""
+    month, lo, hi = month_window(month, now=now)
+    tariffs = rater.book.tariffs
+    if not any(
+        t.from_epoch_s < hi and (t.until_epoch_s is None or t.until_epoch_s > lo) for t in tariffs
+    ):
+        first = tariffs[0].effective_from.astimezone(CHINA_TIME).strftime("%Y-%m")
+        last = tariffs[-1].until_epoch_s
+        until = (
+            " on" if last is None else f" to {datetime.fromtimestamp(last - 1, CHINA_TIME):%Y-%m}"
+        )
+        raise InvalidInput(
+            f"no tariff version is in force in {month}: the tariffs cover months from "
+            f"{first}{until}",
+            field="month",
+        )
+    return month, lo, hi
 
 
 def _month_tariff(rater: Rater, from_epoch_s: int, to_epoch_s: int) -> Tariff | None:
@@ -100,7 +125,13 @@ def usage(
     """A subscriber's month (详单): per-class summary and a page of calls from each CDR's
     current rating, package fees, total in fen; the other party masked but for admin; audited."""
     number = checked_msisdn(msisdn)
-    month, lo, hi = month_window(month, now=now)
+    at = now or utcnow()
+    try:
+        month, lo, hi = tariffed_window(rater, month, now=now)
+    except InvalidInput:  # the attempt is audited too (SPEC §8); the session commits it
+        detail = f"{audit_text(month or '', 40)} -> {InvalidInput.code}"
+        write_audit(session, actor=actor, action="usage.read", subject=number, detail=detail, at=at)
+        raise
     tariff = _month_tariff(rater, lo, hi)
     subscriber = _usage_subscriber(
         rater, number, repository.get_subscriber(session, msisdn=number), tariff, cities
@@ -109,9 +140,7 @@ def usage(
     calls = repository.usage_calls(
         session, msisdn=number, from_epoch_s=lo, to_epoch_s=hi, offset=offset, limit=limit
     )
-    write_audit(
-        session, actor=actor, action="usage.read", subject=number, detail=month, at=now or utcnow()
-    )
+    write_audit(session, actor=actor, action="usage.read", subject=number, detail=month, at=at)
     call_count = sum(c.calls for c in summary)
     calls_fen = sum(c.charge_fen for c in summary)
     package_fees_fen = sum(p.monthly_fee_fen for p in subscriber.packages)
@@ -128,7 +157,8 @@ def usage(
         total_fen=calls_fen + package_fees_fen,
         calls=[
             schemas.UsageCallOut(
-                id=c.id,
+                id=mask_text(c.id, own=number) if masked else c.id,
+                ref=c.rating_id,
                 start=datetime.fromtimestamp(c.start_epoch_s, CHINA_TIME),
                 other_party=mask_number(c.callee) if masked else c.callee,
                 duration_s=c.duration_s,

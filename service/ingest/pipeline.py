@@ -205,8 +205,11 @@ def _store(session: Session, rated: _Rated, *, now: datetime) -> _Stored:
     outcomes = store_records(
         session, records=rated.records, results=rated.results, source="ingest", now=now
     )
-    repository.insert_suspense(session, rows=suspense_rows(rated.records, outcomes, now=now))
-    return _Stored(part, [*rated.records, *raced], [*outcomes, *answer_stored(session, raced)])
+    # a raced record with other content is an id.conflict: to suspense like any rejection
+    records = [*rated.records, *raced]
+    outcomes = [*outcomes, *answer_stored(session, raced)]
+    repository.insert_suspense(session, rows=suspense_rows(records, outcomes, now=now))
+    return _Stored(part, records, outcomes)
 
 
 def _count(metrics: Metrics | None, stored: _Stored) -> None:

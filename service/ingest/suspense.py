@@ -32,6 +32,7 @@ from service.ingest.records import (
 )
 from service.ops.metrics import Metrics
 from service.rating.scalar import Rater
+from service.security import Actor, write_audit
 
 
 def suspense_row(record: Incoming, outcome: Outcome, *, now: datetime) -> dict[str, Any]:
@@ -134,11 +135,26 @@ def recycle_suspense(
 
 
 def list_suspense(
-    session: Session, *, after_id: int, limit: int, include_resolved: bool
+    session: Session,
+    *,
+    after_id: int,
+    limit: int,
+    include_resolved: bool,
+    actor: Actor,
+    now: datetime | None = None,
 ) -> schemas.SuspenseList:
-    """A page of suspense rows."""
+    """A page of suspense rows: records as received, full numbers in them; audited."""
     rows = repository.list_suspense(
         session, after_id=after_id, limit=limit, include_resolved=include_resolved
+    )
+    shown = f"ids {rows[0].id}-{rows[-1].id}" if rows else "none"
+    write_audit(
+        session,
+        actor=actor,
+        action="suspense.read",
+        subject=None,  # records of any subscribers
+        detail=f"after_id={after_id} limit={limit} resolved={include_resolved}: {shown}",
+        at=now or utcnow(),
     )
     return schemas.SuspenseList(
         items=[suspense_out(row) for row in rows],

@@ -3,6 +3,7 @@ reason code, job outcome) and none holds a number a subscriber dialled."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy.engine import ExceptionContext
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import is_database_unavailable
 from service.rating.rejections import REASON_CODES
 
 # A `_created` twin per series doubles what Prometheus stores and nothing here reads it.
@@ -240,18 +242,32 @@ class RerateProgress:
             self.running, self.remaining = False, 0
 
 
+_CONVERTER = re.compile(r":[a-z]+}")
+
+
 def route_template(scope: Scope) -> str:
     """The matched route's path template; never the concrete path (it may hold a number)."""
-    matched = getattr(scope.get("route"), "path", None)
-    if matched:
-        return str(matched)
-    app = scope.get("app")
-    router = getattr(app, "router", None)
-    for route in getattr(router, "routes", ()):
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+    matched = scope.get("route")
+    if matched is None:
+        app = scope.get("app")
+        router = getattr(app, "router", None)
+        for route in getattr(router, "routes", ()):
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                matched = route
+                break
+    template = getattr(matched, "path", None)
+    # without converters: `{cdr_id}`, not `{cdr_id:path}`, as OpenAPI names the route
+    return _CONVERTER.sub("}", str(template)) if template else "unmatched"
+
+
+def answered_status(exc: Exception, sent: int) -> int:
+    """The status an error raised past this layer is answered with by the outermost handler
+    (service.api.errors): 503 when the database is unavailable, else 500; `sent` when an
+    answer had started already."""
+    if sent != 500:
+        return sent
+    return 503 if is_database_unavailable(exc) else 500
 
 
 class HttpMetricsMiddleware:
@@ -277,6 +293,9 @@ class HttpMetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            status = answered_status(exc, status)
+            raise
         finally:
             self.metrics.observe_http(
                 scope["method"], route_template(scope), status, time.perf_counter() - started

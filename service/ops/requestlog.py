@@ -23,7 +23,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import LOG_FORMATS
-from service.ops.metrics import route_template
+from service.ops.metrics import answered_status, route_template
 from service.security import mask_text
 
 HEADER = b"x-request-id"
@@ -135,6 +135,9 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            status = answered_status(exc, status)
+            raise
         finally:
             log_request(
                 self.log_format,

@@ -1,5 +1,5 @@
 // 话费坐席工作台 (GET /agent/): quotes (POST /v1/quote) and bill inquiries
-// (GET /v1/subscribers/{msisdn}/usage, GET /v1/cdrs/{id}). Plain JS, no library, no other host.
+// (GET /v1/subscribers/{msisdn}/usage, GET /v1/subscribers/{msisdn}/calls/{ref}). Plain JS, no library, no other host.
 // The access key lives only in the variable below: never in a URL, cookie or Web Storage,
 // so it is gone when the tab closes.
 "use strict";
@@ -147,7 +147,7 @@
 
   class ApiError extends Error {
     constructor(status, body) {
-      super((body && (body.message || body.reason)) || "HTTP " + status);
+      super((body && body.message) || "HTTP " + status);
       this.status = status;
       this.body = body || {};
     }
@@ -320,14 +320,14 @@
   }
 
   function showQuoteError(error) {
+    // the one error envelope: {"error": code, "message", "field"?}
     const body = error.body;
-    const code = body.code || body.error;
     const inputId = FIELD_INPUT[body.field];
     if (error.status === 422 && inputId) {
-      showFieldError(inputId, REJECTIONS_ZH[code] || body.reason || body.message);
+      showFieldError(inputId, REJECTIONS_ZH[body.error] || body.message);
     } else {
       $("q-form-error").textContent =
-        error.status === 422 ? REJECTIONS_ZH[code] || body.reason || body.message : generalMessage(error);
+        error.status === 422 ? REJECTIONS_ZH[body.error] || body.message : generalMessage(error);
     }
   }
 
@@ -481,7 +481,7 @@
       button.className = "call";
       button.textContent = c.start.slice(0, 19).replace("T", " ");
       button.setAttribute("aria-label", "查看 " + button.textContent + " 的通话说明");
-      button.addEventListener("click", () => showCall(c.id, tr));
+      button.addEventListener("click", () => showCall(usage.subscriber.msisdn, c.ref, tr));
       first.appendChild(button);
       cell(tr, c.other_party);
       cell(tr, durationZh(c.duration_s), "num");
@@ -500,11 +500,12 @@
     $("usage-result").hidden = false;
   }
 
-  async function showCall(id, row) {
+  async function showCall(msisdn, ref, row) {
     for (const tr of $("u-calls").tBodies[0].rows) tr.classList.toggle("selected", tr === row);
     let record;
     try {
-      record = await api("GET", "/v1/cdrs/" + encodeURIComponent(id));
+      // by the call's reference: its id may hold a number the agent sees masked
+      record = await api("GET", "/v1/subscribers/" + encodeURIComponent(msisdn) + "/calls/" + encodeURIComponent(ref));
     } catch (error) {
       $("u-form-error").textContent = generalMessage(error);
       return;

@@ -29,8 +29,8 @@ def test_golden_cases_through_http(api: Api) -> None:
         body: dict[str, Any] = response.json()
         if case["expect"].get("rejected"):
             assert response.status_code == 422, case["name"]
-            assert body["rejected"] is True
-            assert body["code"].startswith(body["field"] + "."), case["name"]
+            assert set(body) == {"error", "message", "field"}, body  # the one envelope
+            assert body["error"].startswith(body["field"] + "."), case["name"]
         else:
             assert response.status_code == 200, (case["name"], body)
             for key, value in case["expect"].items():
@@ -53,7 +53,7 @@ def test_quote_uses_registry_when_request_names_no_plan(api: Api) -> None:
     request = {k: v for k, v in REQUEST.items() if k != "plan"}
     missing = api.post("/v1/quote", role="agent", json=request)
     assert missing.status_code == 422
-    assert missing.json()["code"] == "plan.missing"
+    assert missing.json()["error"] == "plan.missing"
     api.put("/v1/subscribers/13800138000", role="admin", json={"plan": "easyown_easy"})
     quoted = api.post("/v1/quote", role="agent", json=request)
     assert quoted.status_code == 200
@@ -64,9 +64,9 @@ def test_an_unknown_plan_is_answered_with_the_plans_there_are(api: Api, rater: R
     in_force = rater.book.tariffs[-1]
     refused = api.post("/v1/quote", role="agent", json={**REQUEST, "plan": "GoTone"})
     assert refused.status_code == 422
-    assert refused.json()["code"] == "plan.unknown"
+    assert refused.json()["error"] == "plan.unknown"
     plans = ", ".join(in_force.plans)
-    assert refused.json()["reason"] == (
+    assert refused.json()["message"] == (
         f"plan is not in the tariff in force ({in_force.version} has {plans})"
     )
     registry = api.put("/v1/subscribers/13800138000", role="admin", json={"plan": "GoTone"})
@@ -82,7 +82,7 @@ def test_quote_spec_9_caller_area_and_timestamp_forms(api: Api) -> None:
     outside = {**REQUEST, "caller": "13000101234", "start": "2010-03-01 10:00:00+08:00"}
     refused = api.post("/v1/quote", role="agent", json=outside)
     assert refused.status_code == 422
-    assert refused.json()["code"] == "caller.not_china_mobile"
+    assert refused.json()["error"] == "caller.not_china_mobile"
     # The registry may hold a number outside China Mobile; "21" is stored and shown as "021".
     body = {"plan": "gotone", "home_area": "21"}
     stored = api.put("/v1/subscribers/13000101234", role="admin", json=body).json()
@@ -124,7 +124,7 @@ def test_quote_body_not_json_is_400(api: Api) -> None:
 def test_quote_body_not_an_object_is_422(api: Api) -> None:
     response = api.post("/v1/quote", role="agent", json=[REQUEST])
     assert response.status_code == 422
-    assert response.json()["code"] == "record.invalid"
+    assert response.json()["error"] == "record.invalid"
 
 
 def test_concurrent_quotes_each_leave_one_audit_row(api: Api) -> None:
@@ -155,3 +155,20 @@ def test_no_quote_is_answered_when_its_audit_row_cannot_be_written(api: Api) -> 
     response = api.post("/v1/quote", role="agent", json=REQUEST)
     assert response.status_code == 500
     assert "charge_fen" not in response.text
+
+
+def test_a_rejected_quote_answers_the_one_error_envelope(api: Api) -> None:
+    response = api.post("/v1/quote", role="agent", json={**REQUEST, "callee": "0218800ABC"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "callee.invalid_characters",
+        "message": response.json()["message"],
+        "field": "callee",
+    }
+    assert response.json()["message"]
+    spec = api.get("/openapi.json").json()
+    invalid = spec["paths"]["/v1/quote"]["post"]["responses"]["422"]
+    assert invalid["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
+    assert "Rejection" not in spec["components"]["schemas"]

@@ -65,7 +65,7 @@ def test_registry_write_in_one_worker_reaches_the_cache_of_another(
     with running_api(settings, rater) as writer, running_api(settings, rater) as reader:
         _wait_listening(reader)
         missing = reader.post("/v1/quote", role="agent", json=REQUEST)
-        assert missing.json()["code"] == "plan.missing"  # unknown caller, no default plan
+        assert missing.json()["error"] == "plan.missing"  # unknown caller, no default plan
         cache = reader.app.state.registry_cache
         if cache.listening:  # PostgreSQL: the "not registered" answer is now cached
             assert cache.cached("13800138000") is None

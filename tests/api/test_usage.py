@@ -221,3 +221,27 @@ def test_default_month_is_the_current_month_in_china_time(api: Api) -> None:
     assert datetime.fromtimestamp(lo, UTC) == datetime(2010, 3, 31, 16, 0, tzinfo=UTC)
     body = api.get(f"/v1/subscribers/{SUBSCRIBER}/usage", role="agent").json()
     assert body["month"] == month_window(None)[0]
+
+
+@pytest.mark.parametrize(
+    ("month", "says"),
+    [
+        ("9999-12", "9999-12"),
+        ("9999-11", None),  # in the open-ended version's window: an empty month
+        ("1970-01", "from 2008-03 on"),
+        ("2008-02", "from 2008-03 on"),
+        ("2008-03", None),
+    ],
+)
+def test_a_month_outside_the_tariffs_is_a_422_naming_the_field(
+    api: Api, month: str, says: str | None
+) -> None:
+    response = api.get(f"/v1/subscribers/{SUBSCRIBER}/usage", role="agent", params={"month": month})
+    if says is None:
+        assert response.status_code == 200, response.text
+        assert response.json()["call_count"] == 0
+        return
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert (body["error"], body["field"]) == ("input.invalid", "month")
+    assert says in body["message"]

@@ -19,7 +19,14 @@ from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sy
 
 from service.cli import main as cli_main
 from tests.api.test_served import auth, served
-from tests.api.test_usage import CDRS, FRIEND, RERATE_WINDOW, SUBSCRIBER, write_corrected_tariffs
+from tests.api.test_usage import (
+    CDRS,
+    FRIEND,
+    RERATE_WINDOW,
+    SUBSCRIBER,
+    call,
+    write_corrected_tariffs,
+)
 from tests.conftest import golden_cases
 from tests.conftest_db import KEYS
 
@@ -337,3 +344,24 @@ def test_bill_inquiry_two_months_masked(page: Page, server: str) -> None:
     page.get_by_label("账期").fill("2010-3")
     page.get_by_role("button", name="查询", exact=True).click()
     expect(page.locator("#u-month-error")).to_have_text("账期格式应为 YYYY-MM，例如 2010-03")
+
+
+def test_call_whose_id_holds_a_slash_opens_its_detail(page: Page, server: str) -> None:
+    odd = [
+        call("d3/x", "2010-04-02T10:00:00+08:00", "02188001234", 60),
+        call("q?x=1#f/..", "2010-04-03T10:00:00+08:00", "02188001234", 30),
+    ]
+    stored = httpx.post(f"{server}/v1/cdrs", json=odd, headers=auth("switch")).json()
+    assert stored["counts"]["rated"] == 2
+    sign_in(page)
+    page.get_by_role("button", name="详单查询").click()
+    page.get_by_label("用户号码").fill(SUBSCRIBER)
+    page.get_by_label("账期").fill("2010-04")
+    page.get_by_label("账期").press("Enter")
+    calls = page.locator("#u-calls tbody tr")
+    expect(calls).to_have_count(2)
+    for row in range(2):
+        calls.nth(row).get_by_role("button").click()
+        expect(page.locator("#cd-history tbody tr")).to_have_count(1)
+        expect(page.locator("#u-form-error")).to_have_text("")
+        expect(page.locator("#call-detail")).to_be_visible()
