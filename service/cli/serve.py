@@ -63,8 +63,6 @@ def _serve(args: argparse.Namespace) -> int:
     from service.db.migrate import upgrade
     from service.db.session import make_engine, make_sessionmaker
     from service.flows.tariffs import load_published_rater
-    from service.rating.numbering import NumberingError
-    from service.rating.tariff import TariffError
     from service.security import ensure_keys, parse_api_keys
 
     settings = settings_of(args)
@@ -82,7 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
                 if not settings.api_keys:
                     print_new_keys(ensure_keys(session, now=utcnow()))
             engine.dispose()
-    except (TariffError, NumberingError, ValueError) as exc:
+    except ValueError as exc:  # TariffError, NumberingError, a bad CALLRATE_API_KEYS
         print(f"callrate: cannot start: {exc}", file=sys.stderr)
         return 2
     for message in done.differing:
